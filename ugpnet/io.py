@@ -1,0 +1,149 @@
+"""Image and file I/O shared by every module.
+
+In memory an image is a ``numpy.uint8`` array ``[H, W, 3]`` in RGB. Reading applies documented
+conversions and raises :class:`~ugpnet.errors.DataError` (naming the file and the fix) for anything
+else. Every write is atomic: data goes to a temporary file in the same folder which is then renamed,
+so a killed job never leaves a half-written file that looks finished.
+
+Conversions on read (documented in the README):
+- grayscale (L, I;16, 1-bit) → replicated to 3 channels;
+- 16-bit per channel → 8-bit by ``round(v / 257)``;
+- RGBA/LA → alpha dropped **only** if the image is fully opaque; otherwise an error (compositing
+  onto a background would invent pixel values);
+- palette (P) → RGB via the palette (exact).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def list_images(folder: str | os.PathLike, what: str = "image folder") -> list[Path]:
+    """Sorted image files directly inside ``folder``; error if the folder is missing or empty."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"{what} '{folder}' does not exist. Check the path (or run the step that "
+                        f"creates it).")
+    if not folder.is_dir():
+        raise DataError(f"{what} '{folder}' is not a folder.")
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{what} '{folder}' contains no images ({', '.join(IMAGE_EXTS)}). "
+                        f"Put the images directly in this folder.")
+    return files
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read ``path`` as uint8 RGB ``[H, W, 3]`` (see module docstring for conversions)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image '{path}' does not exist.")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im).astype(np.float64)
+                if arr.max() > 255:  # 16-bit grayscale
+                    arr = np.round(arr / 257.0)
+                arr = np.clip(arr, 0, 255).astype(np.uint8)
+                return np.repeat(arr[..., None], 3, axis=2)
+            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+                rgba = np.asarray(im.convert("RGBA"))
+                if (rgba[..., 3] != 255).any():
+                    raise DataError(
+                        f"image '{path}' has a transparent alpha channel; UGPNet needs opaque RGB. "
+                        f"Flatten it onto a background of your choice and save it as RGB.")
+                return np.ascontiguousarray(rgba[..., :3])
+            if mode in ("RGB;16", "I;16N") or (mode == "RGB" and np.asarray(im).dtype != np.uint8):
+                arr = np.round(np.asarray(im).astype(np.float64) / 257.0)
+                return np.clip(arr, 0, 255).astype(np.uint8)
+            if mode == "CMYK":
+                raise DataError(f"image '{path}' is CMYK; convert it to RGB first.")
+            if mode == "F":
+                raise DataError(f"image '{path}' is floating point; save it as 8-bit RGB.")
+            return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"image '{path}' cannot be read ({e}). The file is corrupt or truncated: "
+                        f"re-download or re-export it, or remove it from the folder.") from None
+
+
+def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write a uint8 RGB array as PNG, atomically. Deterministic bytes for the same array."""
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"write_png expects uint8 [H,W,3], got {img.dtype} {img.shape}")
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(img, mode="RGB").save(tmp, format="PNG", compress_level=6)
+
+
+def to_tensor(img: np.ndarray):
+    """uint8 [H,W,3] → float32 torch tensor [1,3,H,W] in [0,1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def to_uint8(t) -> np.ndarray:
+    """torch tensor [1,3,H,W] or [3,H,W] in [0,1] → uint8 [H,W,3] (clamp, round)."""
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise ValueError("to_uint8 expects a batch of one")
+        t = t[0]
+    arr = t.detach().clamp(0, 1).mul(255.0).round().to("cpu").permute(1, 2, 0).numpy()
+    return arr.astype(np.uint8)
