@@ -1,0 +1,158 @@
+"""params.yaml: the single source of truth for every number of a run.
+
+Layout of the file::
+
+    profile: smoke            # the default profile
+    plugins: []               # modules imported before anything is built (user backbones, ...)
+    defaults: {...}           # every key, with its paper-independent default
+    profiles:
+      smoke: {...}            # deep-merged over defaults
+      paper: {...}
+    overrides: {}             # deep-merged last (handy in an extra snakemake --configfile)
+
+``resolve(raw, profile)`` merges ``defaults`` ← ``profiles[profile]`` ← ``overrides`` ← ``--set``
+items, validates the result against ``ugpnet/schemas/params.schema.yaml`` (unknown or misspelt keys
+are errors, as in nanoGPT's configurator) and returns a plain dict. Models never see this dict:
+commands slice it and pass plain arguments (rosinality style).
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "params.schema.yaml"
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def deep_merge(base: Mapping, update: Mapping, path: str = "") -> dict:
+    """Return ``base`` updated by ``update`` recursively (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in (update or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value, f"{path}{key}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_set_items(items: Iterable[str]) -> dict:
+    """``["a.b=3", "c=[1,2]"]`` → nested dict; values are parsed as YAML."""
+    result: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE (dotted key), got '{item}'")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set '{item}': '{part}' is set twice with different types")
+        node[parts[-1]] = value
+    return result
+
+
+def _schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def validate(cfg: Mapping, source: str = "params.yaml") -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for e in errors[:10]:
+            where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+            lines.append(f"  - {where}: {e.message}")
+        raise ConfigError(f"invalid configuration from {source}:\n" + "\n".join(lines) +
+                          "\nFix the key or value (misspelt keys are rejected on purpose).")
+
+
+def resolve(raw: Mapping, profile: str | None = None, sets: Iterable[str] = (),
+            source: str = "params.yaml") -> dict:
+    """Resolve the raw params.yaml content for ``profile`` (see module docstring)."""
+    if not isinstance(raw, Mapping) or "defaults" not in raw or "profiles" not in raw:
+        raise ConfigError(f"{source} must have top-level keys 'defaults' and 'profiles'")
+    allowed_top = {"profile", "plugins", "defaults", "profiles", "overrides"}
+    extra = set(raw) - allowed_top
+    if extra:
+        raise ConfigError(f"{source}: unknown top-level keys {sorted(extra)}; allowed: "
+                          f"{sorted(allowed_top)}")
+    profile = profile or raw.get("profile") or "smoke"
+    profiles = raw["profiles"] or {}
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile '{profile}' in {source}; defined: {sorted(profiles)}")
+    cfg = deep_merge(raw["defaults"], profiles[profile] or {})
+    cfg = deep_merge(cfg, raw.get("overrides") or {})
+    cfg = deep_merge(cfg, parse_set_items(sets))
+    cfg["profile"] = profile
+    cfg["plugins"] = list(raw.get("plugins") or []) + list(cfg.get("plugins") or [])
+    validate(cfg, source)
+    import_plugins(cfg["plugins"])
+    return cfg
+
+
+def import_plugins(modules: Iterable[str]) -> None:
+    """Import user modules named in ``plugins`` so their registry entries exist."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(f"plugin module '{name}' (params.yaml 'plugins') cannot be imported: "
+                              f"{e}. Make sure it is on PYTHONPATH.") from None
+
+
+def find_params(path: str | os.PathLike | None = None) -> Path:
+    candidates = [path, os.environ.get("UGPNET_PARAMS"), "params.yaml", REPO_PARAMS]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    if path:
+        raise ConfigError(f"params file '{path}' does not exist.")
+    raise ConfigError("no params.yaml found: run from the repository root, pass --params FILE, "
+                      "or set UGPNET_PARAMS.")
+
+
+def load_params_file(path: str | os.PathLike) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+
+
+def load_config(args: Any = None, *, params: str | None = None, profile: str | None = None,
+                sets: Iterable[str] = ()) -> dict:
+    """Resolved config from CLI ``args`` (``args.params``, ``args.profile``, ``args.set``)."""
+    if args is not None:
+        params = getattr(args, "params", None) or params
+        profile = getattr(args, "profile", None) or profile
+        sets = list(getattr(args, "set", None) or []) + list(sets)
+        cached = getattr(args, "_resolved_config", None)
+        if cached is not None:
+            return cached
+    path = find_params(params)
+    cfg = resolve(load_params_file(path), profile, sets, source=str(path))
+    if args is not None:
+        try:
+            args._resolved_config = cfg
+        except AttributeError:
+            pass
+    return cfg
+
+
+def fmt_path(template: str, cfg: Mapping) -> str:
+    """Expand ``{profile}`` in configured paths."""
+    return template.format(profile=cfg["profile"])
