@@ -156,3 +156,21 @@ def load_config(args: Any = None, *, params: str | None = None, profile: str | N
 def fmt_path(template: str, cfg: Mapping) -> str:
     """Expand ``{profile}`` in configured paths."""
     return template.format(profile=cfg["profile"])
+
+
+def write_resolved(cfg: Mapping, path: str | os.PathLike) -> str:
+    """Write a resolved config as a one-profile params file the CLI can read (atomic).
+
+    Only rewritten when its content changes, so its timestamp is stable between invocations.
+    """
+    from .io import atomic_write_text
+
+    cfg = dict(cfg)
+    profile = cfg.pop("profile")
+    plugins = cfg.pop("plugins", [])
+    text = yaml.safe_dump({"profile": profile, "plugins": plugins, "defaults": cfg,
+                           "profiles": {profile: {}}}, sort_keys=False)
+    path = Path(path)
+    if not path.exists() or path.read_text() != text:
+        atomic_write_text(path, text)
+    return str(path)

@@ -1,0 +1,35 @@
+"""ugpnet restore: run a trained method over a folder of degraded images."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "restore a folder of degraded images with a trained method (PNG outputs, same names)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", required=True)
+    p.add_argument("--task", required=True, choices=["denoise", "deblur", "sr"])
+    p.add_argument("--checkpoint", required=True,
+                   help="the method's run folder RUNS/<method>/<task> (or a model.pt)")
+    p.add_argument("--in", dest="inp", required=True, help="folder of degraded images")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--intermediate", action="store_true",
+                   help="UGPNet: also write x_reg/ and x_syn/ next to the final x_hat images")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    from ..config import load_config
+    from ..restore import restore_folder
+    from ..training.common import resolve_device, set_threads
+
+    cfg = load_config(args)
+    set_threads(args.threads)
+    device = resolve_device(cfg["device"])
+    n = restore_folder(cfg, args.method, args.task, Path(args.checkpoint), Path(args.inp),
+                       Path(args.out), device, intermediate=args.intermediate,
+                       progress=not args.no_progress)
+    print(f"restored {n} images into {args.out}")
+    return 0

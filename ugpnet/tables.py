@@ -1,0 +1,84 @@
+"""Paper tables from metric JSONs (``ugpnet evaluate`` outputs), plus a plot of each."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from .errors import DataError
+from .io import atomic_path
+
+METRIC_ORDER = ("psnr", "ssim", "lpips", "fid")
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "fid": False}
+
+
+def table1(records: Iterable[tuple[str, str, Path]], metrics: Iterable[str]) -> pd.DataFrame:
+    """One row per method, one column per ``<task>/<metric>`` (paper Table 1 layout).
+
+    ``records``: (method, task, path to an evaluate JSON). A method that does not run a task
+    leaves those cells empty (NaN), as in the paper.
+    """
+    metrics = [m for m in METRIC_ORDER if m in set(metrics)]
+    rows: dict[str, dict] = {}
+    tasks: list[str] = []
+    for method, task, path in records:
+        path = Path(path)
+        try:
+            mean = json.loads(path.read_text())["mean"]
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"metric file '{path}' is missing or not an evaluate JSON ({e}); "
+                            f"rerun `ugpnet evaluate` for {method}/{task}.") from None
+        if task not in tasks:
+            tasks.append(task)
+        for metric in metrics:
+            value = mean.get(metric)
+            rows.setdefault(method, {})[(task, metric)] = (float("inf") if value == "inf" else
+                                                           float("nan") if value is None else
+                                                           float(value))
+    columns = pd.MultiIndex.from_tuples([(t, m) for t in tasks for m in metrics],
+                                        names=["task", "metric"])
+    df = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
+    df.index.name = "method"
+    return df
+
+
+def write_csv(df: pd.DataFrame, path: str | Path, meta: Mapping | None = None) -> None:
+    flat = df.copy()
+    flat.columns = [f"{t}_{m}" for t, m in df.columns]
+    with atomic_path(path, suffix=".csv") as tmp:
+        flat.to_csv(tmp, float_format="%.4f")
+    if meta is not None:
+        from .io import atomic_write_json
+
+        atomic_write_json(Path(path).with_suffix(".json"), dict(meta))
+
+
+def plot_table(df: pd.DataFrame, path: str | Path, title: str) -> None:
+    """One panel per metric: grouped bars (task × method), arrows saying which way is better."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    long = df.stack(["task", "metric"], future_stack=True).rename("value").reset_index()
+    long = long.dropna()
+    metrics = [m for m in METRIC_ORDER if m in set(long["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sub = long[long["metric"] == metric]
+        sns.barplot(data=sub, x="task", y="value", hue="method", ax=ax)
+        ax.set_title(f"{metric.upper()} {'↑' if HIGHER_IS_BETTER[metric] else '↓'}")
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        if ax is not axes[0][-1]:
+            leg = ax.get_legend()
+            if leg:
+                leg.remove()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

@@ -1,0 +1,84 @@
+"""Datasets for a (method, task): on-the-fly degraded training crops, fixed val/test pairs.
+
+Training degradations are drawn afresh per item and epoch (deterministic from the seed), with the
+*training* kernel bank for deblur; the val/test splits use the fixed degraded folders made by
+``ugpnet degrade`` (a separate kernel bank, so no test kernel is seen in training).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from ..data.datasets import OnTheFlyDegradationDataset, PairedFolderDataset
+from ..degradations import degrade_image, load_kernel_bank, sr_input
+
+
+def input_mode(method_cfg: Mapping, task: str) -> str:
+    """How a method receives its input: 'lq' (same size), 'lr' or 'bicubic_up' (sr only)."""
+    if task != "sr":
+        return "lq"
+    return method_cfg.get("sr_input", "bicubic_up")
+
+
+def make_input_fn(mode: str, scale: int) -> Callable[[np.ndarray], np.ndarray]:
+    if mode in ("lq", "lr"):
+        return lambda img: img
+    return lambda img: sr_input(img, mode, scale)
+
+
+def make_degrade_fn(task: str, deg: Mapping, kernel_bank: str | Path | None,
+                    mode: str) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    kernels = load_kernel_bank(kernel_bank) if task == "deblur" else None
+    if task == "deblur" and kernels is None:
+        raise ValueError("deblur training needs a kernel bank")
+    scale = deg["sr"]["scale"]
+    to_input = make_input_fn(mode, scale)
+
+    def fn(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        lq = degrade_image(task, img, rng, sigma=deg["denoise"]["sigma"], k=deg["denoise"]["k"],
+                           kernels=kernels, scale=scale)
+        return to_input(lq)
+
+    return fn
+
+
+class MapLQ(torch.utils.data.Dataset):
+    """Apply an input transform (uint8 → uint8) to the 'lq' of a paired dataset."""
+
+    def __init__(self, base: torch.utils.data.Dataset, fn: Callable[[np.ndarray], np.ndarray]):
+        self.base, self.fn = base, fn
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.base[i])
+        lq = (item["lq"].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+        item["lq"] = torch.from_numpy(self.fn(lq)).permute(2, 0, 1).float() / 255.0
+        return item
+
+
+def train_dataset(gt_dir, task: str, deg: Mapping, kernel_bank, mode: str, seed: int,
+                  crop_size: int | None) -> torch.utils.data.Dataset:
+    crop = crop_size
+    return OnTheFlyDegradationDataset(gt_dir, make_degrade_fn(task, deg, kernel_bank, mode),
+                                      seed=seed, crop=crop, flip=True,
+                                      scale=deg["sr"]["scale"] if task == "sr" else 1)
+
+
+def paired_dataset(lq_dir, gt_dir, task: str, mode: str, scale: int) -> torch.utils.data.Dataset:
+    ds = PairedFolderDataset(lq_dir, gt_dir)
+    if mode == "bicubic_up":
+        return MapLQ(ds, make_input_fn(mode, scale))
+    return ds
+
+
+def loader(ds, batch_size: int, shuffle: bool, num_workers: int, seed: int = 0):
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle,
+                                       num_workers=num_workers, drop_last=shuffle,
+                                       generator=g, persistent_workers=num_workers > 0)

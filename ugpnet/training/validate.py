@@ -1,0 +1,46 @@
+"""Validation on the val split: PSNR/SSIM (scikit-image) and LPIPS (alex), per the metric module."""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from ..io import to_uint8
+from ..metrics import LPIPSMetric, psnr, ssim
+
+_LPIPS: dict = {}
+
+
+def _lpips(device) -> LPIPSMetric:
+    key = str(device)
+    if key not in _LPIPS:
+        _LPIPS[key] = LPIPSMetric(net="alex", device=key)
+    return _LPIPS[key]
+
+
+@torch.no_grad()
+def validate(predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor] | torch.Tensor],
+             loader, device, max_images: int = 100) -> dict:
+    """Mean metrics of ``predict(lq)`` over the val loader (batch size 1).
+
+    ``predict`` returns an image tensor, or a dict of named image tensors (e.g. x_reg, x_syn, x_hat
+    for UGPNet); the first entry is reported unprefixed, the others as ``<name>/<metric>``.
+    """
+    sums: dict[str, list[float]] = {}
+    lp = _lpips(device)
+    n = 0
+    for batch in loader:
+        if n >= max_images:
+            break
+        out = predict(batch["lq"].to(device))
+        outs = out if isinstance(out, Mapping) else {"": out}
+        gt = to_uint8(batch["gt"][0])
+        for i, (name, img) in enumerate(outs.items()):
+            pred = to_uint8(img[0])
+            prefix = "" if i == 0 else f"{name}/"
+            for metric, value in (("psnr", psnr(gt, pred)), ("ssim", ssim(gt, pred)),
+                                  ("lpips", lp(gt, pred))):
+                sums.setdefault(prefix + metric, []).append(float(value))
+        n += 1
+    return {k: float(np.mean(np.minimum(v, 100.0))) for k, v in sums.items()}
