@@ -1,0 +1,68 @@
+import pytest
+
+from ugpnet.config import deep_merge, load_params_file, parse_set_items, resolve, write_resolved
+from ugpnet.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def raw(repo_root):
+    return load_params_file(repo_root / "params.yaml")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "paper", "tiny"])
+def test_every_profile_resolves_and_validates(raw, profile):
+    cfg = resolve(raw, profile)
+    assert cfg["profile"] == profile
+    for method in cfg["table1"]["methods"]:
+        assert method in cfg["methods"]
+
+
+def test_paper_profile_holds_the_paper_protocol(raw):
+    cfg = resolve(raw, "paper")
+    assert cfg["data"]["resolution"] == 512
+    assert cfg["degradations"]["denoise"] == {"sigma": 0.3, "k": 30}
+    assert cfg["degradations"]["deblur"]["n_kernels"] == 1000
+    assert cfg["degradations"]["deblur"]["kernel_size"] == 71
+    assert cfg["degradations"]["sr"]["scale"] == 8
+    assert cfg["data"]["folder"]["test_count"] == 3000
+    assert cfg["backbones"]["nafnet"]["deblur"]["enc_blk_nums"] == [1, 1, 1, 28]
+    assert cfg["backbones"]["rrdbnet"]["sr"]["num_block"] == 23
+
+
+def test_misspelt_key_is_rejected(raw):
+    with pytest.raises(ConfigError, match="resolutoin"):
+        resolve(raw, "smoke", ["data.resolutoin=64"])
+    with pytest.raises(ConfigError, match="lr"):
+        resolve(raw, "smoke", ["methods.nafnet.train.lr=-1"])
+
+
+def test_unknown_profile_and_top_level_key(raw):
+    with pytest.raises(ConfigError, match="unknown profile"):
+        resolve(raw, "nope")
+    with pytest.raises(ConfigError, match="top-level"):
+        resolve({**raw, "profiel": "x"}, "smoke")
+
+
+def test_set_items_parse_yaml_values():
+    assert parse_set_items(["a.b=3", "a.c=[1, 2]", "d=true"]) == {"a": {"b": 3, "c": [1, 2]},
+                                                                 "d": True}
+    with pytest.raises(ConfigError):
+        parse_set_items(["novalue"])
+
+
+def test_deep_merge_does_not_mutate():
+    a = {"x": {"y": 1, "z": 2}}
+    b = deep_merge(a, {"x": {"y": 5}})
+    assert b == {"x": {"y": 5, "z": 2}} and a == {"x": {"y": 1, "z": 2}}
+
+
+def test_resolved_file_round_trips(raw, tmp_path):
+    cfg = resolve(raw, "smoke", ["methods.nafnet.train.lr=0.5"])
+    path = write_resolved(cfg, tmp_path / "r.yaml")
+    again = resolve(load_params_file(path), "smoke")
+    assert again == cfg
+
+
+def test_plugins_must_import(raw):
+    with pytest.raises(ConfigError, match="plugin"):
+        resolve({**raw, "plugins": ["no_such_module_xyz"]}, "smoke")
