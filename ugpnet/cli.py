@@ -18,6 +18,7 @@ COMMANDS = {
     "kernels": "kernels",
     "degrade": "degrade",
     "train": "train",
+    "pretrain-prior": "pretrain_prior",
     "restore": "restore",
     "evaluate": "evaluate",
     "table": "table",

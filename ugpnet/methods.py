@@ -71,3 +71,4 @@ def load_for_inference(cfg: Mapping, method: str, task: str, checkpoint: str | P
 
 # explicit registration of the built-in kinds
 from .training import kinds as _kinds  # noqa: E402,F401
+from .training import ugpnet_stages as _ugpnet_stages  # noqa: E402,F401

@@ -98,8 +98,13 @@ def infinite(loader) -> Iterator:
         ds = loader.dataset
         if hasattr(ds, "set_epoch"):
             ds.set_epoch(epoch)
+        n = 0
         for batch in loader:
+            n += 1
             yield batch
+        if n == 0:
+            raise ConfigError(f"the training set ({len(ds)} images) is smaller than one batch "
+                              f"({loader.batch_size}); lower batch_size in params.yaml")
         epoch += 1
 
 

@@ -38,7 +38,7 @@ def final_weights(path: Path) -> dict:
     """Weights of a finished run (``<run>/model.pt`` or the file itself)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "model.pt"
+        path = path / "model.pt" if (path / "model.pt").exists() else path / "train" / "model.pt"
     ckpt = load_checkpoint(path)
     if "weights" not in ckpt:
         raise CheckpointError(f"'{path}' is not a finished ugpnet-bench run (no 'weights').")
@@ -65,7 +65,8 @@ class RegressionKind:
     @classmethod
     def train(cfg_cls, cfg: Mapping, method: str, task: str, stage: str, data: Path, out: Path,
               device, progress: bool = True, **_) -> dict:
-        from .regression import train_supervised
+        from .loop import run_stage
+        from .regression import SupervisedStage
 
         check_task(cfg, method, task)
         m = method_cfg(cfg, method)
@@ -79,10 +80,9 @@ class RegressionKind:
                    "train": train, "input": tdata.input_mode(m, task),
                    **_data_options(cfg, data, task)}
         run = Run(out, options, select_metric="psnr")
-        return train_supervised(model=net, forward=net, params=net.parameters(),
-                                loss_weights=m["loss"], train_loader=train_loader,
-                                val_loader=val_loader, train=train, run=run, device=device,
-                                progress=progress)
+        stage_ = SupervisedStage(net, net, net.parameters(), m["loss"], train, device)
+        return run_stage(stage_, run=run, train=train, train_loader=train_loader,
+                         val_loader=val_loader, device=device, progress=progress)
 
     @staticmethod
     def load(cfg: Mapping, method: str, task: str, checkpoint: Path, device) -> torch.nn.Module:
@@ -90,7 +90,5 @@ class RegressionKind:
         net = build_backbone(cfg, m["backbone"], task)
         from ..models.keymaps import load_state_dict_strict
 
-        if checkpoint.is_dir() and (checkpoint / "train" / "model.pt").exists():
-            checkpoint = checkpoint / "train"
         load_state_dict_strict(net, final_weights(checkpoint), str(checkpoint))
         return net.to(device).eval()

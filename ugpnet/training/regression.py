@@ -1,92 +1,77 @@
-"""Train a regression network (or UGPNet's restoration module) with its own pixel loss."""
+"""Supervised stage: a network trained with weighted pixel/perceptual losses against GT."""
 from __future__ import annotations
 
-import time
 from typing import Callable, Mapping
 
 import torch
-from tqdm.auto import tqdm
 
-from .common import Run, infinite, lr_of, make_optimizer, make_scheduler
-from .validate import validate
+from .common import make_optimizer, make_scheduler, lr_of
 
 
-def weighted_loss(weights: Mapping[str, float], device, **kwargs) -> Callable:
-    """Sum of registered losses ``{name: weight}`` (weights from params.yaml)."""
+def weighted_loss(weights: Mapping[str, float], device, kwargs: Mapping | None = None) -> Callable:
+    """Sum of registered losses ``{name: weight}`` (weights from params.yaml).
+
+    Returns ``fn(pred, target, **extra_targets) -> (total, parts)``; a loss named in
+    ``extra_targets`` (e.g. ``contextual=x_syn``) is computed against that tensor instead.
+    """
     from ..losses import LOSSES
 
     terms = []
     for name, weight in weights.items():
         if weight == 0:
             continue
-        terms.append((name, float(weight), LOSSES.get(name)(**kwargs.get(name, {})).to(device)))
+        loss = LOSSES.get(name)(**(kwargs or {}).get(name, {}))
+        terms.append((name, float(weight), loss.to(device) if hasattr(loss, "to") else loss))
 
-    def fn(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def fn(pred: torch.Tensor, target: torch.Tensor, **targets) -> tuple[torch.Tensor, dict]:
         total, parts = 0.0, {}
         for name, weight, loss in terms:
-            value = loss(pred, target)
+            value = loss(pred, targets.get(name, target))
             parts[name] = float(value.detach())
             total = total + weight * value
         return total, parts
 
+    fn.terms = terms  # type: ignore[attr-defined]
     return fn
 
 
-def train_supervised(*, model: torch.nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
-                     params, loss_weights: Mapping[str, float], train_loader, val_loader,
-                     train: Mapping, run: Run, device, predict=None, progress: bool = True,
-                     loss_kwargs: Mapping | None = None) -> dict:
-    """Generic loop: ``loss(forward(lq), gt)``; validate every ``val_every``; resume; select on val.
+class SupervisedStage:
+    """``loss(forward(lq), gt)`` with one optimiser over ``params``; ``model`` is exported."""
 
-    ``model`` is what gets checkpointed (its full state_dict); ``params`` what gets optimised.
-    """
-    params = [p for p in params if p.requires_grad]
-    opt = make_optimizer(params, train)
-    sched = make_scheduler(opt, train)
-    loss_fn = weighted_loss(loss_weights, device, **(loss_kwargs or {}))
-    start = 0
-    resume = run.start()
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["opt"])
-        sched.load_state_dict(resume["sched"])
-        torch.set_rng_state(resume["rng"])
-        start = resume["iter"]
-    total = int(train["total_iters"])
-    predict = predict or forward
+    def __init__(self, model: torch.nn.Module, forward: Callable, params, loss_weights: Mapping,
+                 train: Mapping, device, predict: Callable | None = None,
+                 loss_kwargs: Mapping | None = None, trainable: list | None = None):
+        self.model = model
+        self.modules = [model]
+        self.forward = forward
+        self._predict = predict or forward
+        self.params = [p for p in params if p.requires_grad]
+        self.opt = make_optimizer(self.params, train)
+        self.sched = make_scheduler(self.opt, train)
+        self.loss_fn = weighted_loss(loss_weights, device, loss_kwargs)
+        self.trainable = trainable
 
-    def do_validate(it: int) -> None:
-        model.eval()
-        metrics = validate(predict, val_loader, device, train.get("val_max_images", 100))
-        model.train()
-        run.validated(it, metrics, model.state_dict())
-
-    batches = infinite(train_loader)
-    model.train()
-    t_last = time.time()
-    if total == 0 and not (run.dir / "best.pt").exists():
-        do_validate(0)
-    bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {run.dir}",
-               disable=not progress, dynamic_ncols=True)
-    for it in bar:
-        batch = next(batches)
-        lq, gt = batch["lq"].to(device), batch["gt"].to(device)
-        pred = forward(lq)
-        loss, parts = loss_fn(pred, gt)
-        opt.zero_grad(set_to_none=True)
+    def step(self, batch, it):
+        pred = self.forward(batch["lq"])
+        loss, parts = self.loss_fn(pred, batch["gt"])
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
-        done = it + 1
-        if done % train.get("log_every", 50) == 0 or done == total:
-            now = time.time()
-            run.log.write({"iter": done, "loss": float(loss.detach()), **parts, "lr": lr_of(opt),
-                           "sec_per_iter": (now - t_last) / train.get("log_every", 50)})
-            t_last = now
-            bar.set_postfix(loss=f"{float(loss):.4f}")
-        if done % train["val_every"] == 0 or done == total:
-            do_validate(done)
-        if done % train["ckpt_every"] == 0 or done == total:
-            run.save_last(done, {"model": model.state_dict(), "opt": opt.state_dict(),
-                                 "sched": sched.state_dict(), "rng": torch.get_rng_state()})
-    return run.finish({"total_iters": total})
+        self.opt.step()
+        self.sched.step()
+        return {"loss": float(loss.detach()), **parts, "lr": lr_of(self.opt)}
+
+    @torch.no_grad()
+    def predict(self, lq):
+        return self._predict(lq)
+
+    def weights(self):
+        return self.model.state_dict()
+
+    def state(self):
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict()}
+
+    def load_state(self, state):
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])

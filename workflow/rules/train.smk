@@ -58,6 +58,9 @@ def ugpnet_stage_inputs(stage):
             d["previous"] = f"{RUNS}/{wildcards.method}/{wildcards.task}/{previous}/model.pt"
         if stage == "synthesis":
             d["prior"] = prior_checkpoint()
+        pretrained = (CFG["methods"][wildcards.method].get("pretrained") or {}).get(wildcards.task)
+        if stage == "restoration" and pretrained:
+            d["pretrained"] = pretrained
         return d
 
     return inputs

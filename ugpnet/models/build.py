@@ -1,0 +1,57 @@
+"""Build models from a resolved config: the only place where params.yaml meets constructors."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..errors import ConfigError
+from ..methods import backbone_name, build_backbone, method_cfg
+
+GENERATOR_KEYS = ("size", "style_dim", "n_mlp", "channel_multiplier", "channel_max", "basecode_size")
+
+
+def generator_kwargs(sg: Mapping) -> dict:
+    return {k: sg[k] for k in GENERATOR_KEYS if k in sg}
+
+
+def build_generator(sg: Mapping):
+    from .synthesis.stylegan2 import Generator
+
+    return Generator(**generator_kwargs(sg))
+
+
+def build_discriminator(sg: Mapping):
+    from .synthesis.stylegan2 import Discriminator
+
+    return Discriminator(size=sg["size"], channel_multiplier=sg["channel_multiplier"],
+                         channel_max=sg.get("channel_max", 512))
+
+
+def build_synthesis(sg: Mapping, randomize_noise: bool = False):
+    from .synthesis.synthesis import build_synthesis_module
+
+    return build_synthesis_module(**generator_kwargs(sg),
+                                  noise="random" if randomize_noise else "const")
+
+
+def build_restoration(cfg: Mapping, method: str, task: str):
+    from .restoration import RestorationModule
+
+    return RestorationModule(build_backbone(cfg, backbone_name(cfg, method, task), task))
+
+
+def build_ugpnet(cfg: Mapping, method: str, task: str):
+    """UGPNet for (method, task) with fresh weights (load checkpoints afterwards)."""
+    from .fusion import FusionModule
+    from .ugpnet import UGPNet
+
+    m = method_cfg(cfg, method)
+    sg = cfg["stylegan2"]
+    if cfg["data"]["resolution"] != sg["size"]:
+        raise ConfigError(f"stylegan2.size ({sg['size']}) must equal data.resolution "
+                          f"({cfg['data']['resolution']}): G renders the restored image's size")
+    restoration = build_restoration(cfg, method, task)
+    synthesis = build_synthesis(sg, m.get("randomize_noise", False))
+    fusion = FusionModule(syn_channels=synthesis.generator.feature_channels,
+                          reg_channels=restoration.feature_channels,
+                          num_blocks=m["fusion"]["num_blocks"])
+    return UGPNet(restoration, synthesis, fusion)

@@ -1,0 +1,108 @@
+"""Pretrain a small StyleGAN2 prior on the training split (smoke profile only).
+
+No FFHQ StyleGAN2 exists offline, so the smoke profile trains its own prior from scratch on the
+training GT crops: non-saturating G loss, logistic D loss with lazy R1, EMA generator (StyleGAN2
+recipe). At paper scale ``stylegan2.checkpoint`` points at the user's pretrained FFHQ model.
+The saved file holds ``g_ema`` and ``d`` in our own layout (``format`` says so).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import layout
+from ..data.datasets import OnTheFlyDegradationDataset
+from ..io import atomic_write_json
+from ..models.build import build_discriminator, build_generator
+from .common import JsonlLog, infinite, load_checkpoint, options_hash, save_checkpoint
+from .gan import d_step, ema_update, g_adv_loss
+from .data import loader as make_loader
+
+PRIOR_FORMAT = "ugpnet-bench/stylegan2-prior"
+
+
+def pretrain_prior(sg: Mapping, data: Path, out: Path, device, seed: int = 0,
+                   progress: bool = True) -> dict:
+    p = sg["pretrain"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    options = {"stylegan2": dict(sg), "data": str(data), "seed": seed}
+    h = options_hash(options)
+    G, D = build_generator(sg).to(device), build_discriminator(sg).to(device)
+    G_ema = copy.deepcopy(G).eval()
+    for q in G_ema.parameters():
+        q.requires_grad_(False)
+    # StyleGAN2 lazy-regularisation correction of Adam's lr/betas for D
+    c = p["r1_every"] / (p["r1_every"] + 1)
+    opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"] * c, betas=(0.0, 0.99 ** c))
+    ds = OnTheFlyDegradationDataset(layout.gt_dir(data, "train"), lambda img, rng: img,
+                                    seed=seed, crop=None, flip=True)
+    batches = infinite(make_loader(ds, p["batch_size"], True, 0, seed))
+    log = JsonlLog(out / "log.jsonl")
+    start = 0
+    last = out / "last.pt"
+    if last.exists():
+        s = load_checkpoint(last)
+        if s.get("options_hash") == h:
+            G.load_state_dict(s["g"]), D.load_state_dict(s["d"]), G_ema.load_state_dict(s["g_ema"])
+            opt_g.load_state_dict(s["opt_g"]), opt_d.load_state_dict(s["opt_d"])
+            start = s["iter"]
+            log.truncate_after(start)
+            print(f"[{out}] resuming prior pretraining from iteration {start}")
+    if start == 0:
+        log.path.unlink(missing_ok=True)
+    atomic_write_json(out / "options.json", {"options_hash": h, "options": options})
+    total = p["total_iters"]
+    beta = 0.5 ** (p["batch_size"] / max(1, p["ema_half_life_images"]))
+    t0 = time.time()
+    for it in tqdm(range(start, total), initial=start, total=total, desc="pretrain prior",
+                   disable=not progress, dynamic_ncols=True):
+        real = next(batches)["gt"].to(device)
+        z = torch.randn(real.shape[0], G.style_dim, device=device)
+        fake = (G(z) + 1) * 0.5
+        parts = d_step(D, opt_d, real, fake, it, p["r1_gamma"], p["r1_every"])
+        for q in D.parameters():
+            q.requires_grad_(False)
+        z = torch.randn(real.shape[0], G.style_dim, device=device)
+        g_loss = g_adv_loss(D, (G(z) + 1) * 0.5)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        for q in D.parameters():
+            q.requires_grad_(True)
+        ema_update(G_ema, G, beta)
+        done = it + 1
+        if done % p["log_every"] == 0 or done == total:
+            log.write({"iter": done, "g_loss": float(g_loss.detach()), **parts})
+        if done % p["ckpt_every"] == 0 or done == total:
+            save_checkpoint(last, {"iter": done, "options_hash": h, "g": G.state_dict(),
+                                   "d": D.state_dict(), "g_ema": G_ema.state_dict(),
+                                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
+    summary = {"total_iters": total, "seconds": round(time.time() - t0, 1), "options_hash": h}
+    save_checkpoint(out / "model.pt", {"format": PRIOR_FORMAT, "g_ema": G_ema.state_dict(),
+                                       "d": D.state_dict(), "summary": summary})
+    _sample_grid(G_ema, out / "samples.png", device, seed)
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+@torch.no_grad()
+def _sample_grid(G, path: Path, device, seed: int, n: int = 16) -> None:
+    """A grid of prior samples to look at (the prior's quality bounds what synthesis can do)."""
+    import numpy as np
+
+    from ..io import write_png
+
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    z = torch.randn(n, G.style_dim, generator=g).to(device)
+    imgs = ((G(z, noise="const") + 1) * 0.5).clamp(0, 1).cpu()
+    rows = int(np.sqrt(n))
+    grid = imgs.view(rows, n // rows, 3, G.size, G.size).permute(0, 3, 1, 4, 2)
+    grid = grid.reshape(rows * G.size, (n // rows) * G.size, 3)
+    write_png(path, (grid.numpy() * 255).round().astype(np.uint8))
