@@ -82,3 +82,16 @@ def plot_table(df: pd.DataFrame, path: str | Path, title: str) -> None:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def stage_summary(records: Iterable[tuple[str, str, str, Path]]) -> pd.DataFrame:
+    """Rows (method, task, output, metrics...) from evaluate JSONs of x_reg / x_syn / x_hat."""
+    rows = []
+    for method, task, output, path in records:
+        try:
+            mean = json.loads(Path(path).read_text())["mean"]
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"metric file '{path}' is missing or invalid ({e})") from None
+        rows.append({"method": method, "task": task, "output": output,
+                     **{m: mean.get(m) for m in METRIC_ORDER if m in mean}})
+    return pd.DataFrame(rows)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses.adversarial import d_logistic_loss, d_r1_penalty, g_nonsaturating_loss
+from ..losses.adversarial import d_logistic_loss, d_r1_penalty, g_nonsaturating_loss, r1_weight
 
 
 def to_gan(x: torch.Tensor) -> torch.Tensor:
@@ -13,20 +13,23 @@ def to_gan(x: torch.Tensor) -> torch.Tensor:
 
 def d_step(D, opt_d, real01: torch.Tensor, fake01: torch.Tensor, it: int, r1_gamma: float,
            r1_every: int) -> dict:
-    """Logistic D loss; lazy R1 every ``r1_every`` steps, scaled by gamma/2 * interval."""
-    real, fake = to_gan(real01), to_gan(fake01.detach())
-    d_loss = d_logistic_loss(D(real), D(fake))
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
+    """Logistic D loss; every ``r1_every`` steps the lazy R1 penalty (weight gamma/2 * interval)
+    is added to the same backward pass and optimiser step (as the official UGPNet code does)."""
+    real, fake = to_gan(real01.detach()), to_gan(fake01.detach())
+    r1_due = r1_gamma > 0 and it % r1_every == 0
+    if r1_due:
+        real.requires_grad_(True)
+    real_logits = D(real)
+    d_loss = d_logistic_loss(real_logits, D(fake))
+    total = d_loss
     parts = {"d_loss": float(d_loss.detach())}
-    if r1_gamma > 0 and it % r1_every == 0:
-        real = real.detach().requires_grad_(True)
-        r1 = d_r1_penalty(D(real), real)
-        opt_d.zero_grad(set_to_none=True)
-        (r1_gamma / 2 * r1 * r1_every).backward()
-        opt_d.step()
+    if r1_due:
+        r1 = d_r1_penalty(real_logits, real)
+        total = total + r1_weight(r1_gamma, r1_every) * r1
         parts["r1"] = float(r1.detach())
+    opt_d.zero_grad(set_to_none=True)
+    total.backward()
+    opt_d.step()
     return parts
 
 

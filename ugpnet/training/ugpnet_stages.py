@@ -51,6 +51,11 @@ def load_prior(path: str | Path, generator, discriminator=None) -> str:
     return str(load_stylegan2(path, generator, discriminator))
 
 
+def _lpips_kwargs(st: Mapping, device) -> dict:
+    return {"net": st.get("lpips_net", "vgg"), "resize_px": st.get("lpips_resize_px"),
+            "device": str(device)}
+
+
 def _restoration_loss(stage_cfg: Mapping, backbone: str) -> dict:
     losses = stage_cfg["loss"]
     if backbone in losses:
@@ -87,7 +92,7 @@ class SynthesisStage:
         self.sched = make_scheduler(self.opt_g, train)
         weights = {k: v for k, v in st["loss"].items() if k != "adversarial"}
         self.adv_weight = float(st["loss"].get("adversarial", 0.0))
-        self.loss_fn = weighted_loss(weights, device, {"lpips": {"net": st.get("lpips_net", "vgg")}})
+        self.loss_fn = weighted_loss(weights, device, {"lpips": _lpips_kwargs(st, device)})
 
     def step(self, batch, it):
         with torch.no_grad():
@@ -137,8 +142,7 @@ class FusionStage(SupervisedStage):
         self.ugpnet = model
         ctx = dict(st.get("contextual", {}))
         super().__init__(model.fusion, None, model.fusion.parameters(), st["loss"], train, device,
-                         loss_kwargs={"lpips": {"net": st.get("lpips_net", "vgg")},
-                                      "contextual": ctx})
+                         loss_kwargs={"lpips": _lpips_kwargs(st, device), "contextual": ctx})
         self.modules = [model.fusion]
 
     def step(self, batch, it):

@@ -1,9 +1,3 @@
-def final_model(wildcards):
-    if method_kind(wildcards.method) == "ugpnet":
-        return f"{RUNS}/{wildcards.method}/{wildcards.task}/fusion/model.pt"
-    return f"{RUNS}/{wildcards.method}/{wildcards.task}/train/model.pt"
-
-
 rule restore:
     input:
         model=final_model,
@@ -11,15 +5,18 @@ rule restore:
     output:
         manifest=f"{RES}/restored/{{method}}/{{task}}/{{split}}/manifest.json",
     params:
-        run=lambda w: f"{RUNS}/{w.method}/{w.task}",
-        lq=lambda w: str(layout.lq_dir(DATA, w.task, w.split)),
-        out=lambda w: f"{RES}/restored/{w.method}/{w.task}/{w.split}",
+        cli=UGPNET,
+        run=lambda w, input: dirname(dirname(input.model)),
+        lq=lambda w, input: dirname(input.lq),
+        out=lambda w, output: dirname(output.manifest),
         intermediate=lambda w: "--intermediate" if method_kind(w.method) == "ugpnet" else "",
     threads: CFG["threads"]["eval"]
+    conda:
+        ENV
     log:
         f"{LOGS}/restore_{{method}}_{{task}}_{{split}}.log",
     shell:
-        "{UGPNET} restore --method {wildcards.method} --task {wildcards.task}"
+        "{params.cli} restore --method {wildcards.method} --task {wildcards.task}"
         " --checkpoint {params.run} --in {params.lq} --out {params.out} {params.intermediate}"
         " --threads {threads} --no-progress > {log} 2>&1"
 
@@ -31,27 +28,60 @@ rule evaluate:
     output:
         metrics=f"{RES}/metrics/{{method}}/{{task}}.json",
     params:
+        cli=UGPNET,
         metrics=CFG["metrics"],
         names=",".join(CFG["metrics"]["names"]),
-        pred=lambda w: f"{RES}/restored/{w.method}/{w.task}/test",
-        gt=str(layout.gt_dir(DATA, "test")),
+        pred=lambda w, input: dirname(input.restored),
+        gt=lambda w, input: os.path.join(dirname(input.gt), "test"),
     threads: CFG["threads"]["eval"]
+    conda:
+        ENV
     log:
         f"{LOGS}/evaluate_{{method}}_{{task}}.log",
     shell:
-        "{UGPNET} evaluate --pred {params.pred} --gt {params.gt}"
-        " --metrics {params.names} --lpips-net {params.metrics[lpips_net]}"
-        " --fid-ref {params.metrics[fid_ref]} --out {output.metrics} > {log} 2>&1"
+        "{params.cli} evaluate --pred {params.pred} --gt {params.gt} --metrics {params.names}"
+        " --lpips-net {params.metrics[lpips_net]} --fid-ref {params.metrics[fid_ref]}"
+        " --out {output.metrics} > {log} 2>&1"
 
 
-def table1_inputs(wildcards):
-    t = CFG["table1"]
-    return [
-        f"{RES}/metrics/{m}/{task}.json"
-        for m in t["methods"]
-        for task in t["tasks"]
-        if task in CFG["methods"][m]["tasks"]
-    ]
+rule evaluate_val_output:
+    input:
+        restored=f"{RES}/restored/{{method}}/{{task}}/val/manifest.json",
+        gt=rules.prepare.output.manifest,
+    output:
+        metrics=f"{RES}/metrics_val/{{method}}/{{task}}/{{output}}.json",
+    params:
+        cli=UGPNET,
+        metrics=CFG["metrics"],
+        names=",".join(CFG["metrics"]["names"]),
+        pred=val_output_dir,
+        gt=lambda w, input: os.path.join(dirname(input.gt), "val"),
+    threads: CFG["threads"]["eval"]
+    conda:
+        ENV
+    log:
+        f"{LOGS}/evaluate_val_{{method}}_{{task}}_{{output}}.log",
+    shell:
+        "{params.cli} evaluate --pred {params.pred} --gt {params.gt} --metrics {params.names}"
+        " --lpips-net {params.metrics[lpips_net]} --out {output.metrics} > {log} 2>&1"
+
+
+rule ugpnet_val_summary:
+    input:
+        val_summary_inputs,
+    output:
+        csv=f"{RES}/ugpnet_val_summary.csv",
+    params:
+        cli=UGPNET,
+        methods=ugpnet_methods(),
+        metrics=lambda w, output: os.path.join(dirname(output.csv), "metrics_val"),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/ugpnet_val_summary.log",
+    shell:
+        "{params.cli} table --which stages --metrics-dir {params.metrics} --out {output.csv}"
+        " > {log} 2>&1"
 
 
 rule table1:
@@ -62,10 +92,14 @@ rule table1:
         meta="results/table1.json",
         plot="results/table1.png",
     params:
+        cli=UGPNET,
         table=CFG["table1"],
-        metrics=f"{RES}/metrics",
         profile=PROFILE,
+        metrics=f"{RES}/metrics",
+    conda:
+        ENV
     log:
         f"{LOGS}/table1.log",
     shell:
-        "{UGPNET} table --which table1 --metrics-dir {params.metrics} --out {output.csv} > {log} 2>&1"
+        "{params.cli} table --which table1 --metrics-dir {params.metrics} --out {output.csv}"
+        " > {log} 2>&1"

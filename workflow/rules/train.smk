@@ -1,37 +1,21 @@
-def train_inputs(wildcards):
-    return {
-        "gt": rules.prepare.output.manifest,
-        "val": f"{DATA}/lq/{wildcards.task}/val/manifest.json",
-        "kernels": deblur_bank(wildcards, "train"),
-    }
-
-
-def method_slice(method, task):
-    """The config a method's training reads (declared as params: reruns exactly on change)."""
-    m = CFG["methods"][method]
-    b = m["backbone"][task] if isinstance(m["backbone"], dict) else m["backbone"]
-    return {"method": m, "backbone": CFG["backbones"].get(b, {}).get(task),
-            "degradations": CFG["degradations"], "data": CFG["data"]}
-
-
 rule train_regression:
     input:
         unpack(train_inputs),
     output:
         model=f"{RUNS}/{{method}}/{{task}}/train/model.pt",
     params:
+        cli=UGPNET,
         cfg=lambda w: method_slice(w.method, w.task),
+        data=lambda w, input: dirname(dirname(input.gt)),
+        runs=lambda w, output: dirname(dirname(dirname(dirname(output.model)))),
     threads: CFG["threads"]["train"]
+    conda:
+        ENV
     log:
         f"{LOGS}/train_{{method}}_{{task}}.log",
     shell:
-        "{UGPNET} train --method {wildcards.method} --task {wildcards.task} --stage train"
-        " --data {DATA} --runs {RUNS} --threads {threads} --no-progress > {log} 2>&1"
-
-
-def prior_checkpoint():
-    """The StyleGAN2 prior: the user's file (paper) or the one pretrained here (smoke)."""
-    return CFG["stylegan2"]["checkpoint"] or f"{RUNS}/prior/model.pt"
+        "{params.cli} train --method {wildcards.method} --task {wildcards.task} --stage train"
+        " --data {params.data} --runs {params.runs} --threads {threads} --no-progress > {log} 2>&1"
 
 
 rule pretrain_prior:
@@ -40,50 +24,80 @@ rule pretrain_prior:
     output:
         model=f"{RUNS}/prior/model.pt",
     params:
+        cli=UGPNET,
         stylegan2=CFG["stylegan2"],
+        data=lambda w, input: dirname(dirname(input.gt)),
+        out=lambda w, output: dirname(output.model),
     threads: CFG["threads"]["train"]
+    conda:
+        ENV
     log:
         f"{LOGS}/pretrain_prior.log",
     shell:
-        "{UGPNET} pretrain-prior --data {DATA} --out {RUNS}/prior --threads {threads}"
-        " --no-progress > {log} 2>&1"
+        "{params.cli} pretrain-prior --data {params.data} --out {params.out}"
+        " --threads {threads} --no-progress > {log} 2>&1"
 
 
-def ugpnet_stage_inputs(stage):
-    previous = {"restoration": None, "synthesis": "restoration", "fusion": "synthesis"}[stage]
+rule ugpnet_restoration:
+    input:
+        unpack(ugpnet_stage_inputs("restoration")),
+    output:
+        model=f"{RUNS}/{{method}}/{{task}}/restoration/model.pt",
+    params:
+        cli=UGPNET,
+        cfg=lambda w: method_slice(w.method, w.task),
+        data=lambda w, input: dirname(dirname(input.gt)),
+        runs=lambda w, output: dirname(dirname(dirname(dirname(output.model)))),
+    threads: CFG["threads"]["train"]
+    conda:
+        ENV
+    log:
+        f"{LOGS}/train_{{method}}_{{task}}_restoration.log",
+    shell:
+        "{params.cli} train --method {wildcards.method} --task {wildcards.task}"
+        " --stage restoration --data {params.data} --runs {params.runs}"
+        " --threads {threads} --no-progress > {log} 2>&1"
 
-    def inputs(wildcards):
-        d = train_inputs(wildcards)
-        if previous:
-            d["previous"] = f"{RUNS}/{wildcards.method}/{wildcards.task}/{previous}/model.pt"
-        if stage == "synthesis":
-            d["prior"] = prior_checkpoint()
-        pretrained = (CFG["methods"][wildcards.method].get("pretrained") or {}).get(wildcards.task)
-        if stage == "restoration" and pretrained:
-            d["pretrained"] = pretrained
-        return d
 
-    return inputs
+rule ugpnet_synthesis:
+    input:
+        unpack(ugpnet_stage_inputs("synthesis")),
+    output:
+        model=f"{RUNS}/{{method}}/{{task}}/synthesis/model.pt",
+    params:
+        cli=UGPNET,
+        cfg=lambda w: method_slice(w.method, w.task),
+        stylegan2=CFG["stylegan2"],
+        data=lambda w, input: dirname(dirname(input.gt)),
+        runs=lambda w, output: dirname(dirname(dirname(dirname(output.model)))),
+    threads: CFG["threads"]["train"]
+    conda:
+        ENV
+    log:
+        f"{LOGS}/train_{{method}}_{{task}}_synthesis.log",
+    shell:
+        "{params.cli} train --method {wildcards.method} --task {wildcards.task}"
+        " --stage synthesis --data {params.data} --runs {params.runs} --prior {input.prior}"
+        " --threads {threads} --no-progress > {log} 2>&1"
 
 
-for _stage in ("restoration", "synthesis", "fusion"):
-
-    rule:
-        name:
-            f"ugpnet_{_stage}"
-        input:
-            unpack(ugpnet_stage_inputs(_stage)),
-        output:
-            model=f"{RUNS}/{{method}}/{{task}}/{_stage}/model.pt",
-        params:
-            cfg=lambda w: method_slice(w.method, w.task),
-            stylegan2=CFG["stylegan2"],
-            stage=_stage,
-            prior=lambda w, input: f"--prior {input.prior}" if hasattr(input, "prior") else "",
-        threads: CFG["threads"]["train"]
-        log:
-            f"{LOGS}/train_{{method}}_{{task}}_{_stage}.log",
-        shell:
-            "{UGPNET} train --method {wildcards.method} --task {wildcards.task}"
-            " --stage {params.stage} --data {DATA} --runs {RUNS} {params.prior}"
-            " --threads {threads} --no-progress > {log} 2>&1"
+rule ugpnet_fusion:
+    input:
+        unpack(ugpnet_stage_inputs("fusion")),
+    output:
+        model=f"{RUNS}/{{method}}/{{task}}/fusion/model.pt",
+    params:
+        cli=UGPNET,
+        cfg=lambda w: method_slice(w.method, w.task),
+        stylegan2=CFG["stylegan2"],
+        data=lambda w, input: dirname(dirname(input.gt)),
+        runs=lambda w, output: dirname(dirname(dirname(dirname(output.model)))),
+    threads: CFG["threads"]["train"]
+    conda:
+        ENV
+    log:
+        f"{LOGS}/train_{{method}}_{{task}}_fusion.log",
+    shell:
+        "{params.cli} train --method {wildcards.method} --task {wildcards.task}"
+        " --stage fusion --data {params.data} --runs {params.runs}"
+        " --threads {threads} --no-progress > {log} 2>&1"
