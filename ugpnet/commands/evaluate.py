@@ -1,0 +1,47 @@
+"""ugpnet evaluate: PSNR / SSIM / LPIPS / FID of a prediction folder against its ground truth."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "score restored images against ground truth (PSNR, SSIM, LPIPS, FID) into a JSON file"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pred", required=True, metavar="DIR", help="folder of restored images (PNG)")
+    p.add_argument("--gt", required=True, metavar="DIR",
+                   help="folder of ground-truth images; paired with --pred by file name")
+    p.add_argument("--metrics", default="psnr,ssim,lpips,fid", metavar="LIST",
+                   help="comma-separated subset of psnr,ssim,lpips,fid (default: all)")
+    p.add_argument("--out", required=True, metavar="FILE.json", help="result file (written atomically)")
+    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"],
+                   help="LPIPS backbone (v0.1 linear weights; default: alex)")
+    p.add_argument("--fid-ref", default="gt", metavar="gt|PATH.npz|DIR",
+                   help="FID reference: 'gt' = the paired ground-truth folder (statistics cached), an "
+                        ".npz with mu/sigma (e.g. FFHQ statistics from pytorch-fid --save-stats), or "
+                        "another image folder (default: gt)")
+    p.add_argument("--device", default="cpu", help="torch device for LPIPS/FID (default: cpu)")
+    p.add_argument("--fid-batch-size", type=int, default=50, metavar="N",
+                   help="images per Inception forward pass (default: 50)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args) -> int:
+    from ..errors import ConfigError
+    from ..metrics.evaluate import evaluate_dirs, parse_metrics, print_summary, write_evaluation
+
+    metrics = parse_metrics(args.metrics)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError("--threads must be at least 1.")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = evaluate_dirs(args.pred, args.gt, metrics=metrics, lpips_net=args.lpips_net,
+                           fid_ref=args.fid_ref, device=args.device,
+                           progress=not args.no_progress, fid_batch_size=args.fid_batch_size)
+    write_evaluation(args.out, result)
+    print_summary(result)
+    print(f"wrote {args.out}")
+    return 0

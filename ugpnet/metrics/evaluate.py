@@ -1,0 +1,381 @@
+"""Paired evaluation of a prediction folder against a ground-truth folder: PSNR, SSIM, LPIPS, FID.
+
+PSNR and SSIM are scikit-image on 8-bit RGB, full image, no crop, no colour conversion:
+``peak_signal_noise_ratio(gt, pred, data_range=255)`` and ``structural_similarity(gt, pred,
+channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``.
+Means are plain means of the per-image values. LPIPS: :mod:`ugpnet.metrics.lpips_metric`. FID:
+:mod:`ugpnet.metrics.fid` (reference: the paired ground truth by default).
+
+Result schema (``ugpnet-evaluation/1``, kept stable)::
+
+    {"mean": {"psnr": .., "ssim": .., "lpips": .., "fid": ..},      # requested metrics only
+     "per_image": {"<stem>": {"psnr": .., "ssim": .., "lpips": ..}},
+     "protocol": {...}}
+
+JSON has no Infinity/NaN, so non-finite floats (PSNR of identical images is +inf) are written as the
+strings ``"inf"``, ``"-inf"``, ``"nan"``; ``float(value)`` turns them back, and
+:func:`read_evaluation` does that for a whole file. A metric that is undefined (FID with fewer than
+2 images) is ``null`` with a note in ``protocol["notes"]``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from ..io import atomic_write_json, list_images, read_image
+
+SCHEMA = "ugpnet-evaluation/1"
+ALL_METRICS = ("psnr", "ssim", "lpips", "fid")
+PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
+SSIM_KWARGS = dict(channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
+                   use_sample_covariance=False)
+NONFINITE_NOTE = ('non-finite floats are written as the strings "inf", "-inf", "nan" (JSON has no '
+                  'Infinity); float(value) reads them back')
+_MAX_LISTED = 10
+
+
+# ------------------------------------------------------------------------------- PSNR / SSIM
+def _check_pair(gt: np.ndarray, pred: np.ndarray, what: str = "") -> None:
+    for a, n in ((gt, "gt"), (pred, "pred")):
+        if not (isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3):
+            raise ValueError(f"{n} must be uint8 [H,W,3] RGB, got {getattr(a, 'dtype', type(a))} "
+                             f"{getattr(a, 'shape', '')}")
+    if gt.shape != pred.shape:
+        raise DataError(f"{what or 'image pair'}: prediction is {pred.shape[1]}x{pred.shape[0]} but "
+                        f"ground truth is {gt.shape[1]}x{gt.shape[0]}; metrics need equal sizes "
+                        f"(no resizing or cropping is done).")
+
+
+def psnr(gt_u8: np.ndarray, pred_u8: np.ndarray) -> float:
+    """skimage ``peak_signal_noise_ratio(gt, pred, data_range=255)`` on 8-bit RGB; ``inf`` if equal."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    _check_pair(gt_u8, pred_u8)
+    if np.array_equal(gt_u8, pred_u8):
+        return math.inf  # what skimage returns, without its divide-by-zero warning
+    return float(peak_signal_noise_ratio(gt_u8, pred_u8, data_range=255))
+
+
+def ssim(gt_u8: np.ndarray, pred_u8: np.ndarray) -> float:
+    """skimage ``structural_similarity`` with Gaussian 11x11 window, sigma 1.5 (Wang et al. 2004)."""
+    from skimage.metrics import structural_similarity
+
+    _check_pair(gt_u8, pred_u8)
+    if min(gt_u8.shape[:2]) < 11:
+        raise DataError(f"SSIM needs images of at least 11x11 pixels (Gaussian window), got "
+                        f"{gt_u8.shape[1]}x{gt_u8.shape[0]}.")
+    return float(structural_similarity(gt_u8, pred_u8, **SSIM_KWARGS))
+
+
+# ------------------------------------------------------------------------------- helpers
+def _json_float(v):
+    if v is None:
+        return None
+    v = float(v)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
+def to_json_safe(obj):
+    """Recursively turn numpy scalars into plain floats/ints and non-finite floats into strings."""
+    if isinstance(obj, dict):
+        return {str(k): to_json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json_safe(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _json_float(obj)
+    return obj
+
+
+def _from_json_float(v):
+    if isinstance(v, str) and v in ("inf", "-inf", "nan"):
+        return float(v)
+    return v
+
+
+def read_evaluation(path: str | os.PathLike) -> dict:
+    """Load a result file and turn ``"inf"``/``"-inf"``/``"nan"`` metric values back into floats."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"evaluation file '{p}' does not exist; run `ugpnet evaluate` first.")
+    try:
+        res = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"evaluation file '{p}' is not valid JSON ({e}); rerun `ugpnet evaluate`.") \
+            from None
+    res["mean"] = {k: _from_json_float(v) for k, v in res.get("mean", {}).items()}
+    res["per_image"] = {n: {k: _from_json_float(v) for k, v in d.items()}
+                        for n, d in res.get("per_image", {}).items()}
+    return res
+
+
+def write_evaluation(path: str | os.PathLike, result: dict) -> None:
+    """Atomically write ``result`` as strict JSON (no Infinity/NaN tokens)."""
+    import json
+
+    safe = to_json_safe(result)
+    json.dumps(safe, allow_nan=False)  # raises if anything non-finite slipped through
+    atomic_write_json(path, safe)
+
+
+def parse_metrics(metrics) -> tuple[str, ...]:
+    """``"psnr,ssim"`` or a sequence → validated tuple in canonical order."""
+    if isinstance(metrics, str):
+        metrics = [m for m in metrics.split(",")]
+    names = [m.strip().lower() for m in metrics if m and m.strip()]
+    unknown = [m for m in names if m not in ALL_METRICS]
+    if unknown or not names:
+        raise ConfigError(f"unknown or empty metrics {unknown or names}; choose from "
+                          f"{', '.join(ALL_METRICS)} (comma separated).")
+    return tuple(m for m in ALL_METRICS if m in names)
+
+
+def _index_by_stem(files: Sequence[Path], what: str) -> dict:
+    out: dict = {}
+    for p in files:
+        if p.stem in out:
+            raise DataError(f"{what} has two images named '{p.stem}' ({out[p.stem].name}, {p.name}); "
+                            f"images are paired by name without extension, keep one.")
+        out[p.stem] = p
+    return out
+
+
+def _listing(names: Sequence[str]) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:_MAX_LISTED])
+    return shown + (f", ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else "")
+
+
+def pair_files(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
+    """``[(stem, pred_path, gt_path)]`` sorted by stem; DataError unless both folders hold the same
+    names (the message lists missing and extra names)."""
+    pred = _index_by_stem(list_images(pred_dir, what="prediction folder"), f"prediction folder '{pred_dir}'")
+    gt = _index_by_stem(list_images(gt_dir, what="ground-truth folder"), f"ground-truth folder '{gt_dir}'")
+    missing = sorted(set(gt) - set(pred))
+    extra = sorted(set(pred) - set(gt))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} ground-truth image(s) have no prediction: {_listing(missing)}")
+        if extra:
+            parts.append(f"{len(extra)} prediction(s) have no ground truth: {_listing(extra)}")
+        raise DataError(f"prediction folder '{pred_dir}' and ground-truth folder '{gt_dir}' do not "
+                        f"hold the same image names; {'; '.join(parts)}. Images are paired by file "
+                        f"name without extension: restore the missing images or remove the extra ones.")
+    return [(s, pred[s], gt[s]) for s in sorted(gt)]
+
+
+def library_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist, key in (("scikit-image", "skimage"), ("lpips", "lpips"), ("pytorch-fid", "pytorch_fid"),
+                      ("torch", "torch"), ("torchvision", "torchvision"), ("numpy", "numpy"),
+                      ("scipy", "scipy")):
+        try:
+            out[key] = version(dist)
+        except PackageNotFoundError:
+            out[key] = None
+    from .. import __version__
+
+    out["ugpnet"] = __version__
+    return out
+
+
+def _base_protocol(metrics, n: int, device: str) -> dict:
+    proto = {"schema": SCHEMA, "metrics": list(metrics), "num_images": n, "device": str(device),
+             "versions": library_versions(), "json_nonfinite": NONFINITE_NOTE,
+             "pairing": "by file name without extension; all images must be present in both folders",
+             "notes": [], "warnings": []}
+    if "psnr" in metrics:
+        proto["psnr"] = {"function": "skimage.metrics.peak_signal_noise_ratio", "data_range": 255,
+                         "color": "RGB, 8-bit, all channels", "crop_border": 0,
+                         "mean": "arithmetic mean of per-image PSNR (inf if any pair is identical)"}
+    if "ssim" in metrics:
+        proto["ssim"] = {"function": "skimage.metrics.structural_similarity", "color": "RGB, 8-bit",
+                         "crop_border": 0, **SSIM_KWARGS,
+                         "mean": "arithmetic mean of per-image SSIM"}
+    return proto
+
+
+_lpips_cache: dict = {}
+
+
+def _lpips_metric(net: str, device: str):
+    from .lpips_metric import LPIPSMetric
+
+    key = (net, str(device))
+    if key not in _lpips_cache:
+        _lpips_cache[key] = LPIPSMetric(net, device)
+    return _lpips_cache[key]
+
+
+# ---------------------------------------------------------------------------- core evaluation
+def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_batch_size,
+              gt_dir_for_fid=None, gt_files=None, gt_label=None):
+    from tqdm import tqdm
+
+    from . import fid as fidm
+
+    metrics = parse_metrics(metrics)
+    proto = _base_protocol(metrics, n, device)
+    if "fid" in metrics or "lpips" in metrics:
+        fidm._torch_device(device)
+    lp = None
+    if "lpips" in metrics:
+        lp = _lpips_metric(lpips_net, device)
+        proto["lpips"] = lp.protocol()
+
+    # ---- FID reference: decide before the loop whether GT features are needed
+    fid_on = "fid" in metrics and n >= fidm.FID_MIN_IMAGES
+    ref_mu = ref_sigma = gt_cache_path = None
+    need_gt_acts = False
+    fid_proto: dict = {}
+    if "fid" in metrics:
+        fid_proto = {"model": "pytorch-fid InceptionV3, block 3 (pool3, 2048-d), use_fid_inception",
+                     "weights": fidm.fid_weights_info(),
+                     "preprocessing": "uint8 RGB / 255, bilinear resize to 299x299 "
+                                      "(align_corners=False), scaled to [-1, 1]",
+                     "distance": "pytorch_fid.fid_score.calculate_frechet_distance",
+                     "num_pred_images": n}
+        if not fid_on:
+            proto["notes"].append(f"FID is undefined for fewer than {fidm.FID_MIN_IMAGES} images "
+                                  f"({n} given); it was skipped and written as null.")
+        elif fid_ref is None or (isinstance(fid_ref, str) and fid_ref == "gt"):
+            fid_proto["reference"] = f"paired ground truth {gt_label}"
+            if gt_files is not None:
+                ref_mu, ref_sigma, _, gt_cache_path = fidm.cached_folder_stats(gt_files)
+                fid_proto["reference_stats_cache"] = str(gt_cache_path)
+                fid_proto["reference_stats_cache_hit"] = ref_mu is not None
+                need_gt_acts = ref_mu is None
+            else:
+                fid_proto["reference_stats_cache"] = None
+                need_gt_acts = True
+            fid_proto["num_ref_images"] = n
+        else:
+            ref_mu, ref_sigma, info = fidm.resolve_reference(fid_ref, device, fid_batch_size, progress)
+            fid_proto["reference"] = info.get("reference")
+            fid_proto["reference_stats_cache"] = info.get("stats_cache")
+            fid_proto["num_ref_images"] = info.get("num_images")
+        if fid_on and n < fidm.FID_UNBIASED_MIN:
+            msg = f"{fidm.FID_BIAS_WARNING}; this evaluation uses {n} images"
+            fid_proto["warning"] = msg
+            proto["warnings"].append(msg)
+        proto["fid"] = fid_proto
+
+    pred_col = gt_col = None
+    if fid_on:
+        model = fidm._shared_model(device)
+        pred_col = fidm.ActivationCollector(model, device, fid_batch_size)
+        if need_gt_acts:
+            gt_col = fidm.ActivationCollector(model, device, fid_batch_size)
+
+    per_image: dict = {}
+    non_png = []
+    for name, gt, pred, src in tqdm(items, total=n, desc="evaluate", unit="img",
+                                    disable=None if progress else True):
+        _check_pair(gt, pred, what=src or f"image '{name}'")
+        row = {}
+        if "psnr" in metrics:
+            row["psnr"] = psnr(gt, pred)
+        if "ssim" in metrics:
+            row["ssim"] = ssim(gt, pred)
+        if lp is not None:
+            row["lpips"] = lp(gt, pred)
+        if row:
+            per_image[name] = row
+        if pred_col is not None:
+            pred_col.add(pred)
+        if gt_col is not None:
+            gt_col.add(gt)
+        if src and not str(src).lower().endswith(".png"):
+            non_png.append(str(src))
+
+    mean: dict = {}
+    for m in PER_IMAGE_METRICS:
+        if m in metrics:
+            vals = [r[m] for r in per_image.values()]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf etc. cannot occur; be safe
+                mean[m] = float(np.mean(vals)) if vals else None
+    if "fid" in metrics:
+        mean["fid"] = None
+        if fid_on:
+            mu1, s1 = fidm.activation_statistics(pred_col.activations())
+            if gt_col is not None:
+                ref_mu, ref_sigma = fidm.activation_statistics(gt_col.activations())
+                if gt_cache_path is not None:
+                    fidm._save_stats(gt_cache_path, ref_mu, ref_sigma, n)
+            value, note = fidm.frechet_distance(mu1, s1, ref_mu, ref_sigma)
+            mean["fid"] = value
+            if note:
+                fid_proto["note"] = note
+    if non_png:
+        proto["notes"].append(f"{len(non_png)} file(s) are not PNG (lossy formats change the "
+                              f"scores): {_listing([Path(p).name for p in non_png])}")
+    return {"mean": mean, "per_image": per_image, "protocol": proto}
+
+
+def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
+                  metrics: Sequence[str] | str = ALL_METRICS, lpips_net: str = "alex", fid_ref=None,
+                  device: str = "cpu", progress: bool = True, fid_batch_size: int = 50) -> dict:
+    """Evaluate ``pred_dir`` against ``gt_dir`` (paired by name) → result dict (schema above).
+
+    ``fid_ref``: ``None``/``"gt"`` (paired ground truth, stats cached per GT content), an ``.npz``
+    with ``mu``/``sigma``, or another image folder."""
+    pairs = pair_files(pred_dir, gt_dir)
+
+    def items():
+        for name, pp, gp in pairs:
+            yield name, read_image(gp), read_image(pp), pp
+
+    res = _evaluate(items(), len(pairs), metrics, lpips_net, fid_ref, device, progress,
+                    fid_batch_size, gt_files=[g for _, _, g in pairs],
+                    gt_label=str(Path(gt_dir)))
+    res["protocol"]["pred_dir"] = str(Path(pred_dir))
+    res["protocol"]["gt_dir"] = str(Path(gt_dir))
+    return res
+
+
+def evaluate_arrays(items: Iterable[tuple[str, np.ndarray, np.ndarray]],
+                    metrics: Sequence[str] | str = PER_IMAGE_METRICS, lpips_net: str = "alex",
+                    fid_ref=None, device: str = "cpu", progress: bool = False,
+                    fid_batch_size: int = 50) -> dict:
+    """Same as :func:`evaluate_dirs` for in-memory ``(name, gt_u8, pred_u8)`` triples (training-time
+    validation). FID (if requested) uses the given ground truths unless ``fid_ref`` is set; nothing
+    is cached."""
+    items = list(items)
+    names = [n for n, _, _ in items]
+    if len(set(names)) != len(names):
+        raise DataError("evaluate_arrays: image names must be unique.")
+    res = _evaluate(((n, g, p, None) for n, g, p in items), len(items), metrics, lpips_net, fid_ref,
+                    device, progress, fid_batch_size, gt_label="(in-memory images)")
+    return res
+
+
+def print_summary(result: dict, file=None) -> None:
+    file = file or sys.stdout
+    parts = []
+    for k, v in result["mean"].items():
+        parts.append(f"{k}={'n/a' if v is None else (f'{v:.4f}' if isinstance(v, float) else v)}")
+    print(f"{result['protocol']['num_images']} images: " + "  ".join(parts), file=file)
+    for w in result["protocol"].get("warnings", []):
+        print(f"warning: {w}", file=file)
+    for n in result["protocol"].get("notes", []):
+        print(f"note: {n}", file=file)

@@ -1,0 +1,279 @@
+"""FID (Heusel et al. 2017) with pytorch-fid: ``InceptionV3([3])`` pool3 features (2048-d) of the TF
+Inception 2015-12-05 network and ``calculate_frechet_distance``.
+
+Protocol (same as the ``pytorch-fid`` command line): each 8-bit RGB image becomes a float tensor in
+[0, 1], is resized bilinearly to 299x299 (``align_corners=False``) and scaled to [-1, 1] inside
+``InceptionV3``; ``mu`` is the mean and ``sigma`` the ``np.cov(rowvar=False)`` of the float64 features.
+Weights come from :mod:`ugpnet.metrics.weights` (offline). FID from fewer than 2,048 images is biased
+upwards (the covariance is rank-deficient); result files carry a warning in that case. FID needs at
+least 2 images per set.
+
+Reference statistics of an image folder are cached under ``$UGPNET_CACHE/fid_stats/`` keyed by the
+sha256 of the sorted file names and file contents; ``.npz`` files with ``mu``/``sigma`` (as
+``pytorch-fid --save-stats`` writes them) are accepted as references too.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io as _io
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from ..io import atomic_path, list_images, read_image, sha256_file
+from .weights import build_fid_inception_skeleton, cache_dir, fid_inception_state
+
+FID_DIMS = 2048
+FID_MIN_IMAGES = 2
+FID_UNBIASED_MIN = 2048
+FID_STATS_TAG = "ugpnet-fid-stats/1 tf-inception-2015-12-05 pool3-2048 bilinear-299 [0,1]->[-1,1]"
+FID_BIAS_WARNING = ("FID below 2,048 images is biased (the 2048x2048 feature covariance is "
+                    "rank-deficient, so values are inflated and only comparable at equal image "
+                    "counts)")
+
+_build_lock = threading.Lock()
+_models: dict = {}
+_models_lock = threading.Lock()
+
+
+def _torch_device(device: str):
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' requested but CUDA is not available; use --device cpu.")
+    return dev
+
+
+def get_fid_model(device: str = "cpu"):
+    """pytorch-fid ``InceptionV3([BLOCK_INDEX_BY_DIM[2048]], resize_input=True,
+    normalize_input=True, use_fid_inception=True)`` with offline weights, eval, frozen.
+
+    Input: ``[N,3,H,W]`` float in [0, 1]; output: list with one ``[N,2048,1,1]`` tensor."""
+    from unittest import mock
+
+    from pytorch_fid import inception as pfi
+
+    dev = _torch_device(device)
+    net = build_fid_inception_skeleton()
+    state, _ = fid_inception_state()
+    result = net.load_state_dict(state, strict=False)
+    allowed = {"fc.weight", "fc.bias"} | {k for k in net.state_dict() if k.endswith("num_batches_tracked")}
+    bad = [k for k in result.missing_keys if k not in allowed] + list(result.unexpected_keys)
+    if bad:
+        raise AssertionError(f"FID Inception state does not fit: {bad[:5]}")
+    # InceptionV3 fetches its weights inside fid_inception_v3(); hand it ours instead (no download).
+    with _build_lock, mock.patch.object(pfi, "fid_inception_v3", lambda: net):
+        model = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[FID_DIMS]], resize_input=True,
+                                normalize_input=True, use_fid_inception=True)
+    model.eval().requires_grad_(False)
+    return model.to(dev)
+
+
+def _shared_model(device: str):
+    """One FID model per device per process (it is frozen and stateless)."""
+    from .weights import cache_dir as _cd
+
+    key = (str(device), str(_cd()))
+    with _models_lock:
+        if key not in _models:
+            _models[key] = get_fid_model(device)
+        return _models[key]
+
+
+def fid_weights_info() -> dict:
+    _, info = fid_inception_state()
+    return info
+
+
+class ActivationCollector:
+    """Feeds uint8 images to the FID Inception in batches (consecutive images of equal size) and
+    keeps the float64 pool3 features."""
+
+    def __init__(self, model, device: str = "cpu", batch_size: int = 50):
+        if batch_size < 1:
+            raise ConfigError("FID batch size must be at least 1.")
+        self.model, self.device, self.batch_size = model, device, batch_size
+        self._pending: list = []
+        self._chunks: list[np.ndarray] = []
+
+    def add(self, img: np.ndarray) -> None:
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"FID expects uint8 [H,W,3] images, got {img.dtype} {img.shape}")
+        if self._pending and self._pending[0].shape != img.shape:
+            self.flush()
+        self._pending.append(img)
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        import torch
+
+        if not self._pending:
+            return
+        x = torch.from_numpy(np.stack(self._pending)).permute(0, 3, 1, 2).float().div_(255.0)
+        self._pending = []
+        with torch.no_grad():
+            feat = self.model(x.to(self.device))[0]
+        if feat.shape[1:] != (FID_DIMS, 1, 1):
+            raise AssertionError(f"unexpected Inception output shape {tuple(feat.shape)}")
+        self._chunks.append(feat.reshape(feat.shape[0], FID_DIMS).cpu().numpy().astype(np.float64))
+
+    def activations(self) -> np.ndarray:
+        self.flush()
+        if not self._chunks:
+            return np.zeros((0, FID_DIMS))
+        return np.concatenate(self._chunks, axis=0)
+
+
+def activation_statistics(act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu, sigma)`` as pytorch-fid: mean and ``np.cov(rowvar=False)`` of ``[N, 2048]`` features."""
+    if act.ndim != 2 or act.shape[0] < FID_MIN_IMAGES:
+        raise DataError(f"FID needs at least {FID_MIN_IMAGES} images per set (got {act.shape[0]}); "
+                        f"it is undefined for fewer.")
+    return np.mean(act, axis=0), np.cov(act, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> tuple[float, str | None]:
+    """pytorch-fid's ``calculate_frechet_distance``; returns ``(fid, note)`` where ``note`` carries the
+    message it prints when it has to regularise a singular product (else ``None``)."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    buf = _io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # scipy's sqrtm(disp=...)
+            value = float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+    except ValueError as e:
+        raise DataError(f"FID could not be computed: {e}. This happens with very few or "
+                        f"near-identical images; use more images.") from None
+    note = buf.getvalue().strip() or None
+    return value, note
+
+
+def load_stats_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``mu`` [2048] and ``sigma`` [2048,2048] from an ``.npz`` as pytorch-fid saves it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"FID reference statistics '{path}' do not exist. Give an .npz with 'mu' "
+                        f"and 'sigma' (pytorch-fid --save-stats) or use --fid-ref gt.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            mu, sigma = np.asarray(f["mu"], dtype=np.float64), np.asarray(f["sigma"], dtype=np.float64)
+    except KeyError:
+        raise DataError(f"FID reference statistics '{path}' need arrays 'mu' and 'sigma'.") from None
+    except (ValueError, OSError) as e:
+        raise DataError(f"FID reference statistics '{path}' cannot be read ({e}).") from None
+    if mu.shape != (FID_DIMS,) or sigma.shape != (FID_DIMS, FID_DIMS):
+        raise DataError(f"FID reference statistics '{path}' have mu {mu.shape} and sigma "
+                        f"{sigma.shape}; expected ({FID_DIMS},) and ({FID_DIMS}, {FID_DIMS}) "
+                        f"(Inception pool3 features).")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise DataError(f"FID reference statistics '{path}' contain non-finite values.")
+    return mu, sigma
+
+
+def folder_stats_key(files: Sequence[os.PathLike]) -> str:
+    """sha256 of the protocol tag, sorted file names and file sha256s (content-addressed cache key)."""
+    h = hashlib.sha256(FID_STATS_TAG.encode() + b"\n")
+    for p in sorted(files, key=lambda q: Path(q).name):
+        h.update(Path(p).name.encode() + b"\0" + sha256_file(p).encode() + b"\n")
+    return h.hexdigest()
+
+
+def stats_cache_path(key: str) -> Path:
+    return cache_dir() / "fid_stats" / f"{key}.npz"
+
+
+def _save_stats(path: Path, mu, sigma, n: int) -> None:
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, mu=mu, sigma=sigma, n=np.int64(n), tag=np.array(FID_STATS_TAG))
+
+
+def cached_folder_stats(files: Sequence[os.PathLike]):
+    """``(mu, sigma, n, cache_path)`` if cached for exactly these files, else ``(None, None, 0, path)``."""
+    path = stats_cache_path(folder_stats_key(files))
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if str(f["tag"]) == FID_STATS_TAG:
+                    return f["mu"].astype(np.float64), f["sigma"].astype(np.float64), int(f["n"]), path
+        except (KeyError, ValueError, OSError):
+            pass  # damaged cache entry: recompute and overwrite
+    return None, None, 0, path
+
+
+def folder_statistics(folder: str | os.PathLike, device: str = "cpu", batch_size: int = 50,
+                      progress: bool = True, what: str = "FID reference folder"):
+    """``(mu, sigma, info)`` for an image folder, cached by content (see module docstring)."""
+    from tqdm import tqdm
+
+    files = list_images(folder, what=what)
+    mu, sigma, n, path = cached_folder_stats(files)
+    if mu is not None:
+        return mu, sigma, {"stats_cache": str(path), "num_images": n, "cache_hit": True}
+    col = ActivationCollector(_shared_model(device), device, batch_size)
+    for p in tqdm(files, desc=f"FID stats {Path(folder).name}", unit="img",
+                  disable=None if progress else True):
+        col.add(read_image(p))
+    mu, sigma = activation_statistics(col.activations())
+    _save_stats(path, mu, sigma, len(files))
+    return mu, sigma, {"stats_cache": str(path), "num_images": len(files), "cache_hit": False}
+
+
+def resolve_reference(ref, device: str = "cpu", batch_size: int = 50, progress: bool = True):
+    """``ref`` is an image folder, an ``.npz`` path, or a ``(mu, sigma)`` tuple → ``(mu, sigma, info)``."""
+    if isinstance(ref, tuple) and len(ref) == 2:
+        mu, sigma = (np.asarray(a, dtype=np.float64) for a in ref)
+        return mu, sigma, {"reference": "in-memory statistics"}
+    p = Path(ref)
+    if p.suffix.lower() == ".npz":
+        mu, sigma = load_stats_npz(p)
+        return mu, sigma, {"reference": str(p), "stats_cache": None, "num_images": None}
+    if p.is_dir():
+        mu, sigma, info = folder_statistics(p, device, batch_size, progress)
+        return mu, sigma, {"reference": str(p), **info}
+    raise DataError(f"FID reference '{ref}' is neither an image folder nor an .npz statistics file.")
+
+
+def fid_from_arrays(images: Iterable[np.ndarray], ref, device: str = "cpu", batch_size: int = 50,
+                    progress: bool = False) -> float:
+    """FID of in-memory uint8 images against ``ref`` (folder, ``.npz``, ``(mu, sigma)`` or a list of
+    uint8 reference images)."""
+    col = ActivationCollector(_shared_model(device), device, batch_size)
+    for img in images:
+        col.add(img)
+    mu1, s1 = activation_statistics(col.activations())
+    if isinstance(ref, (list, tuple)) and ref and isinstance(ref[0], np.ndarray) and ref[0].ndim == 3:
+        rc = ActivationCollector(_shared_model(device), device, batch_size)
+        for img in ref:
+            rc.add(img)
+        mu2, s2 = activation_statistics(rc.activations())
+    else:
+        mu2, s2, _ = resolve_reference(ref, device, batch_size, progress)
+    return frechet_distance(mu1, s1, mu2, s2)[0]
+
+
+def fid_from_dirs(pred_dir: str | os.PathLike, ref, device: str = "cpu", batch_size: int = 50,
+                  progress: bool = True) -> float:
+    """FID between the images in ``pred_dir`` and ``ref`` (ground-truth folder, ``.npz`` statistics
+    or a ``(mu, sigma)`` tuple). Raises DataError with fewer than 2 images."""
+    from tqdm import tqdm
+
+    files = list_images(pred_dir, what="prediction folder")
+    if len(files) < FID_MIN_IMAGES:
+        raise DataError(f"FID needs at least {FID_MIN_IMAGES} images; '{pred_dir}' has {len(files)}.")
+    mu2, s2, _ = resolve_reference(ref, device, batch_size, progress)
+    col = ActivationCollector(_shared_model(device), device, batch_size)
+    for p in tqdm(files, desc="FID", unit="img", disable=None if progress else True):
+        col.add(read_image(p))
+    mu1, s1 = activation_statistics(col.activations())
+    return frechet_distance(mu1, s1, mu2, s2)[0]
