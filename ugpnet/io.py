@@ -87,12 +87,45 @@ def list_images(folder: str | os.PathLike, what: str = "image folder") -> list[P
     return files
 
 
+def _png_bit_depth(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG's IHDR, or None if not a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25]
+
+
+def _read_png16_rgb(path: Path) -> np.ndarray:
+    """16-bit RGB/RGBA PNG → uint8 RGB by round(v/257). Pillow cannot decode these without
+    truncating to the high byte, so the pure-Python ``pypng`` decoder reads them."""
+    import png
+
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        planes = info["planes"]
+        arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width,
+                                                                                  planes)
+    except png.Error as e:
+        raise DataError(f"image '{path}' cannot be read ({e}). The file is corrupt or truncated: "
+                        f"re-download or re-export it, or remove it from the folder.") from None
+    if planes == 4:
+        if (arr[..., 3] != 65535).any():
+            raise DataError(f"image '{path}' has a transparent alpha channel; UGPNet needs opaque "
+                            f"RGB. Flatten it onto a background of your choice and save it as RGB.")
+        arr = arr[..., :3]
+    return np.clip(np.round(arr.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read ``path`` as uint8 RGB ``[H, W, 3]`` (see module docstring for conversions)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image '{path}' does not exist.")
     try:
+        depth = _png_bit_depth(path)
+        if depth is not None and depth[0] == 16 and depth[1] in (2, 6):
+            return _read_png16_rgb(path)
         with Image.open(path) as im:
             im.load()
             mode = im.mode
@@ -119,7 +152,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             return np.ascontiguousarray(np.asarray(im.convert("RGB")))
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise DataError(f"image '{path}' cannot be read ({e}). The file is corrupt or truncated: "
                         f"re-download or re-export it, or remove it from the folder.") from None
 
