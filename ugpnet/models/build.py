@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..errors import ConfigError
-from ..methods import backbone_name, build_backbone, method_cfg
 
 GENERATOR_KEYS = ("size", "style_dim", "n_mlp", "channel_multiplier", "channel_max", "basecode_size")
 
@@ -34,6 +33,7 @@ def build_synthesis(sg: Mapping, randomize_noise: bool = False):
 
 
 def build_restoration(cfg: Mapping, method: str, task: str):
+    from ..methods import backbone_name, build_backbone
     from .restoration import RestorationModule
 
     return RestorationModule(build_backbone(cfg, backbone_name(cfg, method, task), task))
@@ -41,6 +41,7 @@ def build_restoration(cfg: Mapping, method: str, task: str):
 
 def build_ugpnet(cfg: Mapping, method: str, task: str):
     """UGPNet for (method, task) with fresh weights (load checkpoints afterwards)."""
+    from ..methods import method_cfg
     from .fusion import FusionModule
     from .ugpnet import UGPNet
 
@@ -53,5 +54,6 @@ def build_ugpnet(cfg: Mapping, method: str, task: str):
     synthesis = build_synthesis(sg, m.get("randomize_noise", False))
     fusion = FusionModule(syn_channels=synthesis.generator.feature_channels,
                           reg_channels=restoration.feature_channels,
+                          channels=restoration.feature_channels,
                           num_blocks=m["fusion"]["num_blocks"])
     return UGPNet(restoration, synthesis, fusion)
