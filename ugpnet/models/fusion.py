@@ -1,0 +1,44 @@
+"""UGPNet's fusion module (paper Eq. 1): ``x_hat = Conv(R_fusion(Conv(f_syn) + f_reg))``.
+
+- ``in_conv``: 3x3 conv ``syn_channels -> channels`` on the synthesis feature ``f_syn``;
+- ``body``: ``num_blocks`` residual blocks ``ReLU(x + Conv(ReLU(Conv(x))))`` (R_fusion);
+- ``out_conv``: 3x3 conv ``channels -> 3`` (no activation), the fused image.
+
+``f_reg`` must have ``channels`` channels (64 in the paper; ``reg_channels`` is checked against it).
+Paper config (64 channels, 8 blocks): 629,507 parameters (0.63 M). Initialised like the official
+``FusionNet`` (Kaiming normal, fan_out, leaky_relu; zero biases). Official key names: see
+:func:`ugpnet.models.keymaps.official_fusmodule_to_fusion`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import ResBlock, init_official
+
+
+class FusionModule(nn.Module):
+    def __init__(self, syn_channels: int = 64, reg_channels: int = 64, num_blocks: int = 8,
+                 channels: int = 64, out_channels: int = 3):
+        super().__init__()
+        if reg_channels != channels:
+            raise ValueError(f"fusion adds f_reg ({reg_channels} channels) to Conv(f_syn) "
+                             f"({channels} channels): reg_channels must equal channels")
+        self.syn_channels, self.reg_channels, self.channels = syn_channels, reg_channels, channels
+        self.in_conv = nn.Conv2d(syn_channels, channels, 3, 1, 1)
+        self.body = nn.Sequential(*[ResBlock(channels) for _ in range(num_blocks)])
+        self.out_conv = nn.Conv2d(channels, out_channels, 3, 1, 1)
+        init_official(self)
+
+    def forward(self, f_syn: torch.Tensor, f_reg: torch.Tensor) -> torch.Tensor:
+        if f_syn.dim() != 4 or f_syn.shape[1] != self.syn_channels:
+            raise ValueError(f"fusion expects f_syn [N, {self.syn_channels}, H, W], got "
+                             f"{tuple(f_syn.shape)}")
+        if f_reg.dim() != 4 or f_reg.shape[1] != self.reg_channels:
+            raise ValueError(f"fusion expects f_reg [N, {self.reg_channels}, H, W], got "
+                             f"{tuple(f_reg.shape)}")
+        if f_syn.shape[0] != f_reg.shape[0] or f_syn.shape[-2:] != f_reg.shape[-2:]:
+            raise ValueError(f"f_syn {tuple(f_syn.shape)} and f_reg {tuple(f_reg.shape)} must "
+                             f"share batch and spatial size (restoration output resolution must "
+                             f"equal the StyleGAN2 size)")
+        return self.out_conv(self.body(self.in_conv(f_syn) + f_reg))

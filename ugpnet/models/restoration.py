@@ -1,0 +1,137 @@
+"""UGPNet's restoration module R (paper Sec. 3.1), ``forward(x) -> (x_reg, f_reg)``.
+
+- Residual backbones (NAFNet, HINet, UNet): ``x_reg = R_mg(R'(x) + R_se(x))`` where ``R'(x)`` is
+  the backbone's last feature before its ending conv (``feature_channels = C``), ``R_se`` the
+  structure encoder ``ConvBlock(3 -> C)`` and ``R_mg`` the merging net ``ConvBlock(C -> 64)``,
+  ``ConvBlock(64 -> 64)``, ``ToImage(64 -> 3)`` (official ``ResidualEncoder``; every conv 3x3 with
+  bias and LeakyReLU(0.2), also after the to-image conv). ``f_reg`` is the 64-channel output of the
+  second merging block. The backbone's own output image is not used.
+- Direct backbones (RRDBNet): pass-through, ``x_reg, f_reg = R'(x)`` with ``f_reg`` the backbone's
+  last feature (64 channels for RRDBNet).
+
+The structure encoder / merging net are initialised like the official code (Kaiming normal,
+fan_out, leaky_relu); the backbone keeps its own initialisation or pretrained weights.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .blocks import ConvBlock, ToImage, init_official
+
+MERGE_CHANNELS = 64
+
+
+def backbone_label(backbone: nn.Module) -> str:
+    from .backbones import BACKBONES
+
+    for name in BACKBONES.names():
+        if type(backbone) is BACKBONES.get(name):
+            return name
+    return type(backbone).__name__
+
+
+class MergingNet(nn.Module):
+    """R_mg: two conv blocks to 64 channels, then the to-image conv; returns (image, feature)."""
+
+    def __init__(self, in_channels: int, channels: int = MERGE_CHANNELS, num_blocks: int = 2):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            ConvBlock(in_channels if i == 0 else channels, channels) for i in range(num_blocks))
+        self.to_image = ToImage(channels)
+        self.out_channels = channels
+
+    def forward(self, f: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        for block in self.blocks:
+            f = block(f)
+        return self.to_image(f), f
+
+
+class RestorationModule(nn.Module):
+    def __init__(self, backbone: nn.Module, se_channels: Optional[int] = None,
+                 check: bool = True):
+        """``se_channels``: R_se output channels; default ``backbone.feature_channels`` (must
+        equal it, since R'(x) + R_se(x) is a sum; kept as an argument to test the shape check).
+        ``check``: run :func:`check_shapes` (a tiny dry forward) so that mismatched shapes fail
+        at build time."""
+        super().__init__()
+        self.backbone = backbone
+        self.kind = getattr(backbone, "kind", None)
+        if self.kind not in ("residual", "direct"):
+            raise ValueError(f"backbone {backbone_label(backbone)!r} has kind {self.kind!r}; "
+                             f"expected 'residual' or 'direct'")
+        if self.kind == "residual":
+            c = int(se_channels if se_channels is not None else backbone.feature_channels)
+            self.structure_encoder = ConvBlock(3, c)
+            self.merging_net = MergingNet(c)
+            init_official(self.structure_encoder)
+            init_official(self.merging_net)
+            self.feature_channels = self.merging_net.out_channels
+        else:
+            self.structure_encoder = None
+            self.merging_net = None
+            self.feature_channels = int(backbone.feature_channels)
+        if check:
+            check_shapes(self)
+
+    @property
+    def scale(self) -> int:
+        return int(getattr(self.backbone, "scale", 1))
+
+    @property
+    def size_multiple(self) -> int:
+        return int(getattr(self.backbone, "size_multiple", 1))
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.kind == "direct":
+            return self.backbone(x, return_feature=True)
+        _, feat = self.backbone(x, return_feature=True)
+        se = self.structure_encoder(x)
+        if feat.shape != se.shape:
+            raise ValueError(
+                f"backbone '{backbone_label(self.backbone)}' returns features of shape "
+                f"{tuple(feat.shape)} but structure_encoder gives {tuple(se.shape)}; set "
+                f"feature_channels correctly (R'(x) + R_se(x) needs identical shapes)")
+        return self.merging_net(feat + se)
+
+
+def check_shapes(module: nn.Module, size: Optional[Sequence[int] | int] = None,
+                 channels: int = 3) -> Tuple[torch.Tensor, ...]:
+    """Dry forward of a zero ``[1, channels, h, w]`` input (no grad, eval mode restored after)
+    to catch shape mistakes at build time. ``size`` defaults to 16 rounded up to the module's
+    ``size_multiple`` (twice the multiple when it is > 1, so that HINet's instance norms never
+    see a 1x1 map). Returns the outputs; for a RestorationModule also checks that ``x_reg`` is
+    ``[1, 3, h*scale, w*scale]`` and ``f_reg`` has ``feature_channels`` at the same size."""
+    mult = int(getattr(module, "size_multiple", 1)) or 1
+    if size is None:
+        size = max(16, 2 * mult if mult > 1 else 16)
+        size += (-size) % mult
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    x = torch.zeros(1, channels, h, w)
+    try:
+        p = next(module.parameters())
+        x = x.to(p.device, p.dtype)
+    except StopIteration:
+        pass
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(x)
+    finally:
+        module.train(was_training)
+    if isinstance(module, RestorationModule):
+        x_reg, f_reg = out
+        s = module.scale
+        want = (1, 3, h * s, w * s)
+        if tuple(x_reg.shape) != want:
+            raise ValueError(f"restoration with backbone '{backbone_label(module.backbone)}' "
+                             f"gives x_reg {tuple(x_reg.shape)} for input {tuple(x.shape)}; "
+                             f"expected {want}")
+        if tuple(f_reg.shape) != (1, module.feature_channels, h * s, w * s):
+            raise ValueError(f"restoration with backbone '{backbone_label(module.backbone)}' "
+                             f"gives f_reg {tuple(f_reg.shape)}; expected "
+                             f"{(1, module.feature_channels, h * s, w * s)}")
+    return out if isinstance(out, tuple) else (out,)
