@@ -169,7 +169,7 @@ def to_tensor(img: np.ndarray):
     """uint8 [H,W,3] → float32 torch tensor [1,3,H,W] in [0,1]."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div_(255.0)
+    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def to_uint8(t) -> np.ndarray:

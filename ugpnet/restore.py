@@ -32,7 +32,7 @@ def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: 
                 named = model.forward_all(x)
             else:
                 named = {"x_hat": model(x)}
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:
             raise DataError(f"'{path}' ({tuple(x.shape[-2:])} px) does not fit method '{method}' "
                             f"for task '{task}': {e}. Use images of the training resolution "
                             f"({cfg['data']['resolution']} px output).") from None
