@@ -359,6 +359,20 @@ def test_frechet_distance_matches_independent_formula():
     assert frechet_distance(m1, s1, m1, s1)[0] == pytest.approx(0, abs=1e-6)
 
 
+@pytest.mark.parametrize("n", [300, 9])  # full rank, and rank-deficient as with few images
+def test_frechet_distance_equals_pytorch_fid(n):
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    from ugpnet.metrics.fid import frechet_distance
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(n, 64)) @ rng.normal(size=(64, 64))
+    b = rng.normal(size=(n, 64)) @ rng.normal(size=(64, 64)) * 0.7 + 0.3
+    m1, s1, m2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+    want = calculate_frechet_distance(m1, s1, m2, s2)
+    assert frechet_distance(m1, s1, m2, s2)[0] == pytest.approx(want, rel=1e-6)
+
+
 def test_fid_needs_two_images(tmp_path):
     from ugpnet.metrics import evaluate_dirs, fid_from_dirs
 

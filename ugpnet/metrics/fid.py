@@ -1,5 +1,6 @@
 """FID (Heusel et al. 2017) with pytorch-fid: ``InceptionV3([3])`` pool3 features (2048-d) of the TF
-Inception 2015-12-05 network and ``calculate_frechet_distance``.
+Inception 2015-12-05 network and the Fréchet distance of ``calculate_frechet_distance`` (its trace
+term evaluated exactly by eigendecomposition; see :func:`frechet_distance`).
 
 Protocol (same as the ``pytorch-fid`` command line): each 8-bit RGB image becomes a float tensor in
 [0, 1], is resized bilinearly to 299x299 (``align_corners=False``) and scaled to [-1, 1] inside
@@ -14,12 +15,9 @@ sha256 of the sorted file names and file contents; ``.npz`` files with ``mu``/``
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io as _io
 import os
 import threading
-import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -140,22 +138,37 @@ def activation_statistics(act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(act, axis=0), np.cov(act, rowvar=False)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> tuple[float, str | None]:
-    """pytorch-fid's ``calculate_frechet_distance``; returns ``(fid, note)`` where ``note`` carries the
-    message it prints when it has to regularise a singular product (else ``None``)."""
-    from pytorch_fid.fid_score import calculate_frechet_distance
+def _psd_factor(sigma: np.ndarray) -> np.ndarray:
+    """``B`` with ``B @ B.T == sigma`` for a symmetric PSD matrix (negative round-off clipped)."""
+    lam, vec = np.linalg.eigh((sigma + sigma.T) * 0.5)
+    keep = lam > 0
+    return vec[:, keep] * np.sqrt(lam[keep])
 
-    buf = _io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)  # scipy's sqrtm(disp=...)
-            value = float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
-    except ValueError as e:
-        raise DataError(f"FID could not be computed: {e}. This happens with very few or "
-                        f"near-identical images; use more images.") from None
-    note = buf.getvalue().strip() or None
-    return value, note
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> tuple[float, str | None]:
+    """pytorch-fid's Fréchet distance ``|mu1-mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2)``.
+
+    Why not call ``pytorch_fid.fid_score.calculate_frechet_distance`` directly: its
+    ``scipy.linalg.sqrtm`` of the 2048x2048 product takes 13-44 s per call on a 2-core CPU (scipy
+    1.17), which dominated the whole offline run. ``tr sqrt(S1 S2)`` is evaluated exactly instead:
+    with ``S = B B^T`` (eigendecomposition), the eigenvalues of ``S1 S2`` are the squared singular
+    values of ``B1^T B2``, so ``tr sqrt(S1 S2) = ||B1^T B2||_*``. Tests check equality with
+    ``calculate_frechet_distance`` (the same formula); returns ``(fid, note)``.
+    """
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    if mu1.shape != mu2.shape or s1.shape != s2.shape:
+        raise DataError(f"FID statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma "
+                        f"{s1.shape} vs {s2.shape}")
+    if not all(np.isfinite(a).all() for a in (mu1, mu2, s1, s2)):
+        raise DataError("FID could not be computed: non-finite statistics (too few or identical "
+                        "images); use more images.")
+    diff = mu1 - mu2
+    b1, b2 = _psd_factor(s1), _psd_factor(s2)
+    tr_covmean = float(np.linalg.svd(b1.T @ b2, compute_uv=False).sum()) if b1.size and b2.size \
+        else 0.0
+    value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+    return value, None
 
 
 def load_stats_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
