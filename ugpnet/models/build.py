@@ -29,6 +29,7 @@ def build_synthesis(sg: Mapping, randomize_noise: bool = False):
     from .synthesis.synthesis import build_synthesis_module
 
     return build_synthesis_module(**generator_kwargs(sg),
+                                  encoder_channel_max=sg.get("encoder_channel_max"),
                                   noise="random" if randomize_noise else "const")
 
 
