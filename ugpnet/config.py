@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping

@@ -7,7 +7,6 @@ from typing import Mapping
 import torch
 from tqdm.auto import tqdm
 
-from .data.layout import lq_dir  # noqa: F401  (documented layout)
 from .errors import DataError
 from .io import atomic_write_json, list_images, read_image, sha256_file, to_tensor, to_uint8, write_png
 from .methods import load_for_inference, method_cfg

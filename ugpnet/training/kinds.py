@@ -9,7 +9,7 @@ import torch
 from ..data import layout
 from ..errors import CheckpointError
 from ..io import sha256_file
-from ..methods import METHOD_KINDS, backbone_name, build_backbone, check_task, method_cfg
+from ..methods import METHOD_KINDS, build_backbone, check_task, method_cfg
 from . import data as tdata
 from .common import Run, load_checkpoint
 

@@ -40,7 +40,7 @@ class SupervisedStage:
 
     def __init__(self, model: torch.nn.Module, forward: Callable, params, loss_weights: Mapping,
                  train: Mapping, device, predict: Callable | None = None,
-                 loss_kwargs: Mapping | None = None, trainable: list | None = None):
+                 loss_kwargs: Mapping | None = None):
         self.model = model
         self.modules = [model]
         self.forward = forward
@@ -49,11 +49,12 @@ class SupervisedStage:
         self.opt = make_optimizer(self.params, train)
         self.sched = make_scheduler(self.opt, train)
         self.loss_fn = weighted_loss(loss_weights, device, loss_kwargs)
-        self.trainable = trainable
 
     def step(self, batch, it):
-        pred = self.forward(batch["lq"])
-        loss, parts = self.loss_fn(pred, batch["gt"])
+        return self.optimise(*self.loss_fn(self.forward(batch["lq"]), batch["gt"]))
+
+    def optimise(self, loss: torch.Tensor, parts: Mapping) -> dict:
+        """One optimiser + scheduler step on ``loss``; returns the values to log."""
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

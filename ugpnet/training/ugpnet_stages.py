@@ -150,12 +150,7 @@ class FusionStage(SupervisedStage):
             x_reg, f_reg = self.ugpnet.restoration(batch["lq"])
             x_syn, f_syn = self.ugpnet.synthesis(x_reg)
         x_hat = self.ugpnet.fusion(f_syn, f_reg)
-        loss, parts = self.loss_fn(x_hat, batch["gt"], contextual=x_syn)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.sched.step()
-        return {"loss": float(loss.detach()), **parts, "lr": lr_of(self.opt)}
+        return self.optimise(*self.loss_fn(x_hat, batch["gt"], contextual=x_syn))
 
     @torch.no_grad()
     def predict(self, lq):
