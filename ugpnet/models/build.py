@@ -21,7 +21,7 @@ def build_generator(sg: Mapping):
 def build_discriminator(sg: Mapping):
     from .synthesis.stylegan2 import Discriminator
 
-    return Discriminator(size=sg["size"], channel_multiplier=sg["channel_multiplier"],
+    return Discriminator(size=sg["size"], channel_multiplier=sg["d_channel_multiplier"],
                          channel_max=sg.get("channel_max", 512))
 
 

@@ -48,7 +48,7 @@ def load_prior(path: str | Path, generator, discriminator=None) -> str:
             return PRIOR_FORMAT
     from ..models.synthesis.loading import load_stylegan2
 
-    return str(load_stylegan2(path, generator, discriminator))
+    return load_stylegan2(path, generator, discriminator).format
 
 
 def _lpips_kwargs(st: Mapping, device) -> dict:
