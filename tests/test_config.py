@@ -46,6 +46,7 @@ def test_unknown_profile_and_top_level_key(raw):
 def test_set_items_parse_yaml_values():
     assert parse_set_items(["a.b=3", "a.c=[1, 2]", "d=true"]) == {"a": {"b": 3, "c": [1, 2]},
                                                                  "d": True}
+    assert parse_set_items(["lr=2e-4", "name=nafnet"]) == {"lr": 2e-4, "name": "nafnet"}
     with pytest.raises(ConfigError):
         parse_set_items(["novalue"])
 

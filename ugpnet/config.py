@@ -50,6 +50,11 @@ def parse_set_items(items: Iterable[str]) -> dict:
             raise ConfigError(f"--set expects KEY=VALUE (dotted key), got '{item}'")
         key, raw = item.split("=", 1)
         value = yaml.safe_load(raw) if raw.strip() else None
+        if isinstance(value, str):  # YAML 1.1 reads "2e-4" as a string; users mean a number
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         node = result
         parts = key.strip().split(".")
         for part in parts[:-1]:
