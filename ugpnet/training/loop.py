@@ -63,12 +63,15 @@ def run_stage(stage: Stage, *, run: Run, train: Mapping, train_loader, val_loade
         batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in next(batches).items()}
         parts = stage.step(batch, it)
         for k, v in parts.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
+            if k != "lr":  # losses are averaged over the logging window, lr is its last value
+                sums[k] = sums.get(k, 0.0) + float(v)
         count += 1
         done = it + 1
         if done % log_every == 0 or done == total:
             now = time.time()
             means = {k: v / count for k, v in sums.items()}
+            if "lr" in parts:
+                means["lr"] = float(parts["lr"])
             run.log.write({"iter": done, **means, "sec_per_iter": (now - t_last) / count})
             bar.set_postfix({k: f"{v:.4f}" for k, v in list(means.items())[:3]})
             t_last, sums, count = now, {}, 0
