@@ -12,20 +12,7 @@ from ugpnet.models.blocks import ConvBlock, ResBlock, ToImage
 from ugpnet.models.fusion import FusionModule
 from ugpnet.models.restoration import RestorationModule, check_shapes
 
-GOPRO_NAFNET = dict(width=32, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 28],
-                    dec_blk_nums=[1, 1, 1, 1])
-SIDD_NAFNET = dict(width=32, middle_blk_num=12, enc_blk_nums=[2, 2, 4, 8],
-                   dec_blk_nums=[2, 2, 2, 2])
-TINY = {
-    "nafnet": dict(width=8, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 1], dec_blk_nums=[1, 1, 1, 1]),
-    "hinet": dict(wf=8),
-    "unet": dict(base_channels=8, depth=3),
-    "rrdbnet": dict(num_feat=16, num_block=2, num_grow_ch=8, scale=8),
-}
-
-
-def n_params(module) -> int:
-    return sum(p.numel() for p in module.parameters())
+from backbone_configs import GOPRO_NAFNET, SIDD_NAFNET, TINY, n_params  # noqa: E402
 
 
 def test_paper_scale_restoration_parameter_count():
