@@ -11,6 +11,11 @@ Conversions on read (documented in the README):
 - RGBA/LA → alpha dropped **only** if the image is fully opaque; otherwise an error (compositing
   onto a background would invent pixel values);
 - palette (P) → RGB via the palette (exact).
+
+Pairing by file stem (:func:`pair_by_stem`): two folders are paired by file name without extension
+(``a.png`` with ``a.jpg``); a folder holding two files with the same stem is an error, and so is a
+name present in only one folder (the message lists the first :data:`LISTED` names of each side, then
+``... (N more)``).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -28,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from .errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+LISTED = 10  # names listed in error messages before "... (N more)"
 
 
 @contextlib.contextmanager
@@ -85,6 +91,52 @@ def list_images(folder: str | os.PathLike, what: str = "image folder") -> list[P
         raise DataError(f"{what} '{folder}' contains no images ({', '.join(IMAGE_EXTS)}). "
                         f"Put the images directly in this folder.")
     return files
+
+
+def listing(names: Iterable[str], limit: int = LISTED) -> str:
+    """``"a, b, c"``; after ``limit`` names ``", ... (N more)"``. Order is kept (sort before if needed)."""
+    names = [str(n) for n in names]
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def index_by_stem(files: Sequence[Path], what: str, hint: str = "") -> dict[str, Path]:
+    """``{stem: path}``; DataError naming ``what`` when two files share a stem (``a.png``, ``a.jpg``)."""
+    out: dict[str, Path] = {}
+    for p in files:
+        p = Path(p)
+        if p.stem in out:
+            raise DataError(f"{what} holds two images named '{p.stem}' ('{out[p.stem].name}' and "
+                            f"'{p.name}'); " + (hint or "images are paired by file name without "
+                                                        "extension, keep one."))
+        out[p.stem] = p
+    return out
+
+
+def pair_by_stem(dir_a: str | os.PathLike, dir_b: str | os.PathLike, what_a: str = "first folder",
+                 what_b: str = "second folder", hint: str = "") -> list[tuple[str, Path, Path]]:
+    """``[(stem, path_a, path_b)]`` sorted by stem, for two image folders holding the same stems.
+
+    ``dir_b`` is the reference: a stem only in ``dir_b`` is *missing* from ``dir_a``, a stem only in
+    ``dir_a`` is *extra*. Otherwise (or on a duplicate stem, or a missing/empty folder) a DataError
+    that names both folders, lists the missing and the extra names (first :data:`LISTED` of each)
+    and ends with ``hint``."""
+    a = index_by_stem(list_images(dir_a, what=what_a), f"{what_a} '{dir_a}'")
+    b = index_by_stem(list_images(dir_b, what=what_b), f"{what_b} '{dir_b}'")
+    missing = sorted(set(b) - set(a))
+    extra = sorted(set(a) - set(b))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} name(s) only in {what_b} '{dir_b}' (missing from the "
+                         f"{what_a}): {listing(missing)}")
+        if extra:
+            parts.append(f"{len(extra)} name(s) only in {what_a} '{dir_a}' (extra, not in the "
+                         f"{what_b}): {listing(extra)}")
+        raise DataError(f"{what_a} '{dir_a}' and {what_b} '{dir_b}' do not hold the same image names "
+                        f"(images are paired by file name without extension); {'; '.join(parts)}."
+                        + (f" {hint}" if hint else ""))
+    return [(s, a[s], b[s]) for s in sorted(b)]
 
 
 def _png_bit_depth(path: Path) -> tuple[int, int] | None:
