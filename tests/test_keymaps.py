@@ -11,6 +11,7 @@ import re
 import pytest
 import torch
 
+from ugpnet.checkpoints import load_state_dict_strict
 from ugpnet.errors import CheckpointError
 from ugpnet.models import keymaps as km
 from ugpnet.models.backbones import HINet, NAFNet, RRDBNet, UNet
@@ -161,7 +162,7 @@ def test_esrgan_old_arch_x4():
     sd = renamed(src, lambda k: to_esrgan_old(k, 3, 2))
     assert {"model.3.weight", "model.6.weight", "model.8.weight", "model.10.weight"} <= set(sd)
     dst = RRDBNet(num_feat=8, num_block=3, num_grow_ch=4, scale=4)
-    km.load_state_dict_strict(dst, km.rrdbnet_keymap(sd), "old")
+    load_state_dict_strict(dst, km.rrdbnet_keymap(sd), "old")
     fresh_copy_equal(src, dst)
 
 
@@ -250,7 +251,7 @@ def test_num_batches_tracked_may_be_missing():
 
     src = ConvBlock(3, 4, batch_norm=True)
     sd = {k: v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
-    km.load_state_dict_strict(ConvBlock(3, 4, batch_norm=True), sd, "old bn file")
+    load_state_dict_strict(ConvBlock(3, 4, batch_norm=True), sd, "old bn file")
 
 
 def test_safetensors(tmp_path):

@@ -1,11 +1,10 @@
 """Checkpoint key maps for the regression backbones and UGPNet's restoration/fusion modules.
 
 Every map takes a raw state dict (already read safely by the caller) and returns one keyed for
-our modules; :func:`load_state_dict_strict` then loads it and lists what does not fit.
-
-Wrappers (:func:`unwrap_state_dict`): ``params_ema`` > ``params`` > ``state_dict`` > ``model`` >
-``net`` (first present wins, nested wrappers are followed) and any number of leading ``module.``
-(DataParallel) prefixes are removed.
+our modules; :func:`ugpnet.checkpoints.load_state_dict_strict` then loads it and lists what does not
+fit. Files are read with :func:`ugpnet.checkpoints.read_checkpoint` and unwrapped with
+:func:`ugpnet.checkpoints.unwrap_state_dict` (``params_ema`` > ``params`` > ``state_dict`` >
+``model`` > ``net``; leading ``module.`` prefixes removed).
 
 Backbones (:func:`backbone_keymap`):
 
@@ -46,17 +45,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
+from ..checkpoints import WRAPPER_KEYS, StateDict, load_state_dict_strict, read_checkpoint, unwrap_state_dict
 from ..errors import CheckpointError
-
-StateDict = Dict[str, torch.Tensor]
-
-WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net")
-SHOW = 10  # keys listed per category in error messages
 
 # where to get official weights, by backbone class name (for missing-file messages)
 DOWNLOAD_HINTS = {
@@ -69,104 +64,6 @@ DOWNLOAD_HINTS = {
                 "'ckpt/pretrained'), or train the rrdbnet baseline first"),
     "UNet": "a finished ugpnet-bench UNet run (there is no official UNet checkpoint)",
 }
-
-
-# --------------------------------------------------------------------------- reading / unwrapping
-def _is_tensor_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-
-
-def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str = "module.") -> StateDict:
-    """Remove any number of leading ``prefix`` from every key that has it."""
-    out = {}
-    for k, v in sd.items():
-        while k.startswith(prefix):
-            k = k[len(prefix):]
-        out[k] = v
-    return out
-
-
-def unwrap_state_dict(obj: Any, source_name: str = "checkpoint",
-                      prefer: Sequence[str] = WRAPPER_KEYS) -> StateDict:
-    """The tensor dict inside ``obj`` (see module doc for the wrapper order), ``module.`` removed."""
-    seen = 0
-    while not _is_tensor_dict(obj):
-        if not isinstance(obj, Mapping):
-            raise CheckpointError(f"{source_name}: expected a state dict, got "
-                                  f"{type(obj).__name__}")
-        key = next((k for k in prefer if k in obj and isinstance(obj[k], Mapping)), None)
-        if key is None:
-            tops = sorted(map(str, obj))[:SHOW]
-            raise CheckpointError(
-                f"{source_name}: no state dict found (looked for {', '.join(prefer)} or a plain "
-                f"name -> tensor dict); top-level keys: {tops}")
-        obj = obj[key]
-        seen += 1
-        if seen > 4:
-            raise CheckpointError(f"{source_name}: state dict nested too deeply")
-    return strip_prefix(dict(obj))
-
-
-def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """Read a ``.pth``/``.pt`` with ``torch.load(map_location='cpu', weights_only=True)`` or a
-    ``.safetensors`` file; CheckpointError (naming the file) when missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} not found at {path}")
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package "
-                                  f"(pip install safetensors)") from None
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: cannot be read with torch.load(weights_only=True) ({first}). Only plain "
-            f"tensor checkpoints are accepted; re-save it as a state dict.") from e
-
-
-# --------------------------------------------------------------------------- strict loading
-def _short(keys: Sequence[str], n: int = SHOW) -> str:
-    keys = list(keys)
-    more = f" ... (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
-def load_state_dict_strict(module: nn.Module, sd: Mapping[str, torch.Tensor],
-                           source_name: str) -> None:
-    """Load ``sd`` into ``module`` requiring identical keys and shapes; otherwise raise a
-    CheckpointError naming ``source_name`` and listing (the first 10) missing keys, unexpected
-    keys and shape mismatches. Missing BatchNorm ``num_batches_tracked`` counters are tolerated."""
-    own = module.state_dict()
-    sd = dict(sd)
-    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in sd if k not in own]
-    mismatched = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or mismatched:
-        parts = [f"{source_name} does not fit {type(module).__name__} "
-                 f"({len(own)} entries in the model, {len(sd)} in the file)"]
-        if missing:
-            parts.append(f"missing ({len(missing)}): {_short(missing)}")
-        if unexpected:
-            parts.append(f"unexpected ({len(unexpected)}): {_short(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatch ({len(mismatched)}): {_short(mismatched)}")
-        parts.append("check that the file is for this model and its constructor arguments "
-                     "(params.yaml backbones.<name>.<task>)")
-        raise CheckpointError("\n  ".join(parts))
-    for k in own:
-        if k not in sd:  # num_batches_tracked
-            sd[k] = own[k]
-    module.load_state_dict(sd, strict=True)
 
 
 # --------------------------------------------------------------------------- backbone maps

@@ -1,0 +1,75 @@
+"""Reading and writing checkpoint files: one safe reader, one atomic writer.
+
+:func:`read_checkpoint` reads ``.pt``/``.pth`` with ``torch.load(map_location="cpu",
+weights_only=True)``; ``argparse.Namespace`` is allowed too (rosinality's training checkpoints keep
+their options under ``args``). ``.safetensors`` files are read with the ``safetensors`` package.
+Every failure is a :class:`~ugpnet.errors.CheckpointError` that names the file and gives a non-empty
+reason: a missing file says where it was looked for, a zero-byte file says ``empty file (0 bytes)``.
+
+:func:`save_checkpoint` writes with ``torch.save`` to a temporary file next to the target and
+renames it, so a killed job never leaves a half-written checkpoint that looks finished.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..errors import CheckpointError
+from ..io import atomic_path
+
+DEFAULT_HINT = "Only plain tensor checkpoints are accepted; re-save it as a state dict."
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: first line of the message`` (never empty)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0].strip() if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _where(path: Path) -> str:
+    resolved = path.expanduser().absolute()
+    return str(path) if str(resolved) == str(path) else f"{path} (looked for {resolved})"
+
+
+def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint", *, hint: str = DEFAULT_HINT) -> Any:
+    """The object stored in ``path`` (see module docstring); CheckpointError naming the file.
+
+    ``what`` names the file in messages (``"pretrained NAFNet weights"``); ``hint`` ends the message
+    when the file exists but cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{what} not found at {_where(path)}")
+    if not path.is_file():
+        raise CheckpointError(f"{what} at {path} is not a file (a folder?)")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: cannot read {what}: empty file (0 bytes); the file was "
+                              f"truncated or never written. Re-create or re-download it.")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package "
+                                  f"(pip install safetensors)") from None
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
+            raise CheckpointError(f"{path}: not a readable safetensors file ({_reason(e)}). "
+                                  f"{hint}".rstrip()) from None
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - report any unpickling/format problem clearly
+        raise CheckpointError(f"{path}: cannot be read with torch.load(weights_only=True) "
+                              f"({_reason(e)}). {hint}".rstrip()) from e
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """Atomic ``torch.save`` of ``dict(state)`` (temporary file + rename)."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(dict(state), tmp)
