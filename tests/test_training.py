@@ -9,7 +9,10 @@ from ugpnet.config import load_config
 from ugpnet.data import layout
 from ugpnet.data.prepare import prepare_bundled
 from ugpnet.degradations import degrade_folder, write_kernel_bank
+from ugpnet.io import read_image, to_tensor, to_uint8
 from ugpnet.methods import kind_of
+from ugpnet.metrics import psnr
+from ugpnet.plan import Plan
 
 ITERS = 40
 
@@ -22,9 +25,10 @@ def tiny_data(tmp_path_factory):
     for bank, seed in (("train", 0), ("test", 1)):
         write_kernel_bank(layout.kernel_bank(data, bank), n=8, size=7, seed=seed)
     for task in ("denoise", "deblur", "sr"):
-        degrade_folder(task, 3, layout.gt_dir(data, "val"), layout.lq_dir(data, task, "val"),
-                       sigma=0.3, k=30, kernel_bank=layout.kernel_bank(data, "test"), scale=8,
-                       progress=False)
+        for split, seed in (("val", 3), ("test", 4)):
+            degrade_folder(task, seed, layout.gt_dir(data, split), layout.lq_dir(data, task, split),
+                           sigma=0.3, k=30, kernel_bank=layout.kernel_bank(data, "test"), scale=8,
+                           progress=False)
     return data
 
 
@@ -33,12 +37,18 @@ def _cfg(stage_sets):
     return load_config(profile="tiny", sets=sets)
 
 
+def _train(cfg, method, task, stage, data, runs):
+    plan = Plan.of(cfg, data=str(data), runs=str(runs))
+    ctx = plan.context(method, task, stage, device="cpu", progress=False)
+    return kind_of(cfg, method).train_stage(ctx), ctx.out
+
+
 def _losses(run_dir, key):
     return [r[key] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())]
 
 
 def _train_common(prefix):
-    return {f"{prefix}.total_iters": ITERS, f"{prefix}.log_every": 1, f"{prefix}.val_every": ITERS,
+    return {f"{prefix}.total_iters": ITERS, f"{prefix}.log_every": 1, f"{prefix}.val_every": 10,
             f"{prefix}.ckpt_every": ITERS, f"{prefix}.lr": 2e-3}
 
 
@@ -48,15 +58,32 @@ def _decreased(values, key):
     assert last < first, f"{key} did not decrease: first {first:.4f}, last {last:.4f}"
 
 
+def _psnr_on(model, data, task, split):
+    """Mean PSNR of ``model`` on a degraded split, computed here independently of validation."""
+    values = []
+    for lq_path in sorted(layout.lq_dir(data, task, split).glob("*.png")):
+        gt = read_image(layout.gt_dir(data, split) / lq_path.name)
+        with torch.no_grad():
+            pred = to_uint8(model(to_tensor(read_image(lq_path))))
+        values.append(psnr(gt, pred))
+    return float(np.mean(values))
+
+
 def test_regression_stage_reduces_loss_and_selects_on_val(tiny_data, tmp_path):
     torch.manual_seed(0)
     cfg = _cfg(_train_common("methods.nafnet.train"))
-    out = tmp_path / "nafnet" / "deblur" / "train"
-    summary = kind_of(cfg, "nafnet").train(cfg, "nafnet", "deblur", "train", tiny_data, out, "cpu",
-                                          progress=False)
+    summary, out = _train(cfg, "nafnet", "deblur", "train", tiny_data, tmp_path)
     _decreased(_losses(out, "loss"), "PSNR loss")
-    assert summary["select_metric"] == "psnr" and summary["val"]["psnr"] > 0
-    assert (out / "model.pt").exists() and (out / "options.json").exists()
+    val = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
+    best = max(val, key=lambda r: r["psnr"])
+    assert summary["select_metric"] == "psnr" and summary["selected_iter"] == best["iter"]
+    # the selected model's PSNR, recomputed on the VAL split, is the recorded value; the test
+    # split gives a different number, so selection did not read it
+    model = kind_of(cfg, "nafnet").load(cfg, "nafnet", "deblur", out / "model.pt", "cpu")
+    on_val = _psnr_on(model, tiny_data, "deblur", "val")
+    assert on_val == pytest.approx(summary["val"]["psnr"], abs=1e-6)
+    assert abs(_psnr_on(model, tiny_data, "deblur", "test") - on_val) > 1e-3
+    assert json.loads((out / "options.json").read_text())["options"]["stage"] == "train"
 
 
 def test_ugpnet_stages_reduce_their_losses(tiny_data, tmp_path):
@@ -66,25 +93,30 @@ def test_ugpnet_stages_reduce_their_losses(tiny_data, tmp_path):
         sets.update(_train_common(f"methods.ugpnet.stages.{stage}.train"))
     sets["methods.ugpnet.stages.fusion.train.lr_steps"] = "[]"
     cfg = _cfg(sets)
-    runs = tmp_path / "runs"
     from ugpnet.training.prior import pretrain_prior
 
-    pretrain_prior(cfg["stylegan2"], tiny_data, runs / "prior", "cpu", progress=False)
-    kind = kind_of(cfg, "ugpnet")
+    pretrain_prior(cfg["stylegan2"], tiny_data, tmp_path / "prior", "cpu", progress=False)
     for stage, key in (("restoration", "psnr"), ("synthesis", "l1"), ("fusion", "l1")):
-        out = runs / "ugpnet" / "denoise" / stage
-        kind.train(cfg, "ugpnet", "denoise", stage, tiny_data, out, "cpu", progress=False,
-                   runs=runs)
+        _, out = _train(cfg, "ugpnet", "denoise", stage, tiny_data, tmp_path)
         _decreased(_losses(out, key), f"{stage} {key}")
-    val = json.loads((runs / "ugpnet/denoise/fusion/val.jsonl").read_text().splitlines()[-1])
+    val = json.loads((tmp_path / "ugpnet/denoise/fusion/val.jsonl").read_text().splitlines()[-1])
     assert {"psnr", "x_reg/psnr", "x_syn/psnr"} <= set(val)
-    # the fusion stage exports the whole UGPNet: restore with it
-    from ugpnet.methods import load_for_inference
+    # the fusion stage exports the whole UGPNet; its frozen restoration is the restoration
+    # stage's selected model, weight for weight
+    from ugpnet.methods import final_weights
+    from ugpnet.restore import resolve_checkpoint
 
-    model = load_for_inference(cfg, "ugpnet", "denoise", runs / "ugpnet" / "denoise", "cpu")
+    kind = kind_of(cfg, "ugpnet")
+    path = resolve_checkpoint(cfg, "ugpnet", "denoise", tmp_path / "ugpnet" / "denoise")
+    assert path == tmp_path / "ugpnet/denoise/fusion/model.pt"
+    model = kind.load(cfg, "ugpnet", "denoise", path, "cpu")
+    restoration = final_weights(tmp_path / "ugpnet/denoise/restoration")
+    for k, v in model.restoration.state_dict().items():
+        assert torch.equal(v, restoration[k]), k
     with torch.no_grad():
-        out = model.forward_all(torch.rand(1, 3, 32, 32))
-    assert set(out) == {"x_hat", "x_reg", "x_syn"} and out["x_hat"].shape == (1, 3, 32, 32)
+        outs = kind.predict(model, torch.rand(1, 3, 32, 32))
+    assert list(outs) == list(kind.outputs) == ["x_hat", "x_reg", "x_syn"]
+    assert all(o.shape == (1, 3, 32, 32) for o in outs.values())
 
 
 def test_interrupted_run_resumes_from_last_checkpoint(tiny_data, tmp_path, monkeypatch):
@@ -94,7 +126,6 @@ def test_interrupted_run_resumes_from_last_checkpoint(tiny_data, tmp_path, monke
     sets.update({"methods.nafnet.train.total_iters": 6, "methods.nafnet.train.ckpt_every": 2,
                  "methods.nafnet.train.val_every": 2})
     cfg = _cfg(sets)
-    out = tmp_path / "run"
     calls = {"n": 0}
     original = regression.SupervisedStage.step
 
@@ -105,15 +136,22 @@ def test_interrupted_run_resumes_from_last_checkpoint(tiny_data, tmp_path, monke
         return original(self, batch, it)
 
     monkeypatch.setattr(regression.SupervisedStage, "step", flaky)
+    out = tmp_path / "nafnet" / "denoise" / "train"
     with pytest.raises(KeyboardInterrupt):
-        kind_of(cfg, "nafnet").train(cfg, "nafnet", "denoise", "train", tiny_data, out, "cpu",
-                                    progress=False)
+        _train(cfg, "nafnet", "denoise", "train", tiny_data, tmp_path)
     assert not (out / "model.pt").exists()  # nothing that looks finished
     assert torch.load(out / "last.pt", weights_only=True)["iter"] == 4
     monkeypatch.setattr(regression.SupervisedStage, "step", original)
-    calls["n"] = 0
-    kind_of(cfg, "nafnet").train(cfg, "nafnet", "denoise", "train", tiny_data, out, "cpu",
-                                progress=False)
-    iters = [json.loads(l)["iter"] for l in (out / "log.jsonl").read_text().splitlines()]
+    _train(cfg, "nafnet", "denoise", "train", tiny_data, tmp_path)
+    iters = [json.loads(line)["iter"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert iters == [1, 2, 3, 4, 5, 6]  # resumed at 4: no repeated or lost iterations
     assert (out / "model.pt").exists()
+
+
+def test_stage_with_a_missing_input_names_the_file(tiny_data, tmp_path):
+    from ugpnet.errors import DataError
+
+    cfg = _cfg({})
+    plan = Plan.of(cfg, data=str(tiny_data), runs=str(tmp_path))
+    with pytest.raises(DataError, match=r"restoration: .*ugpnet/sr/restoration/model\.pt"):
+        plan.context("ugpnet", "sr", "synthesis")

@@ -70,17 +70,40 @@ def _schema() -> dict:
         return yaml.safe_load(f)
 
 
-def validate(cfg: Mapping, source: str = "params.yaml") -> None:
+def _schema_errors(schema: Mapping, instance, prefix: tuple = ()) -> list[str]:
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for e in errors[:10]:
-            where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-            lines.append(f"  - {where}: {e.message}")
-        raise ConfigError(f"invalid configuration from {source}:\n" + "\n".join(lines) +
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    return [f"  - {'.'.join(str(p) for p in prefix + tuple(e.absolute_path)) or '(top level)'}: "
+            f"{e.message}" for e in errors]
+
+
+def kind_schema(kind) -> dict:
+    """A method kind's schema (a dict, or a YAML file path), able to use the main ``$defs``."""
+    schema = kind.schema
+    if isinstance(schema, (str, os.PathLike)):
+        with open(schema, encoding="utf-8") as f:
+            schema = yaml.safe_load(f)
+    return {"$defs": _schema()["$defs"], **dict(schema)}
+
+
+def validate(cfg: Mapping, source: str = "params.yaml") -> None:
+    """Check ``cfg`` against the schema, each method entry against its kind's schema, and that
+    Table 1 names defined methods."""
+    lines = _schema_errors(_schema(), cfg)
+    if not lines:
+        from .methods import get_kind
+
+        for name, entry in cfg["methods"].items():
+            lines += _schema_errors(kind_schema(get_kind(entry["kind"])), entry,
+                                    ("methods", name))
+        for name in cfg["table1"]["methods"]:
+            if name not in cfg["methods"]:
+                lines.append(f"  - table1.methods: '{name}' is not defined under methods "
+                             f"(defined: {', '.join(sorted(cfg['methods']))})")
+    if lines:
+        raise ConfigError(f"invalid configuration from {source}:\n" + "\n".join(lines[:10]) +
                           "\nFix the key or value (misspelt keys are rejected on purpose).")
 
 
@@ -103,14 +126,16 @@ def resolve(raw: Mapping, profile: str | None = None, sets: Iterable[str] = (),
     cfg = deep_merge(cfg, parse_set_items(sets))
     cfg["profile"] = profile
     cfg["plugins"] = list(raw.get("plugins") or []) + list(cfg.get("plugins") or [])
+    import_plugins(cfg["plugins"])  # first: plugins register the kinds validation asks for
     validate(cfg, source)
-    import_plugins(cfg["plugins"])
     return cfg
 
 
 def import_plugins(modules: Iterable[str]) -> None:
     """Import user modules named in ``plugins`` so their registry entries exist."""
     for name in modules:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"plugins: expected module names (strings), got {name!r}")
         try:
             importlib.import_module(name)
         except ImportError as e:
@@ -140,16 +165,17 @@ def load_params_file(path: str | os.PathLike) -> dict:
 def load_config(args: Any = None, *, params: str | None = None, profile: str | None = None,
                 sets: Iterable[str] = ()) -> dict:
     """Resolved config from CLI ``args`` (``args.params``, ``args.profile``, ``args.set``)."""
+    extra = list(sets)
     if args is not None:
         params = getattr(args, "params", None) or params
         profile = getattr(args, "profile", None) or profile
-        sets = list(getattr(args, "set", None) or []) + list(sets)
+        sets = list(getattr(args, "set", None) or []) + extra
         cached = getattr(args, "_resolved_config", None)
-        if cached is not None:
+        if cached is not None and not extra:
             return cached
     path = find_params(params)
     cfg = resolve(load_params_file(path), profile, sets, source=str(path))
-    if args is not None:
+    if args is not None and not extra:
         try:
             args._resolved_config = cfg
         except AttributeError:

@@ -9,37 +9,57 @@ from tqdm.auto import tqdm
 
 from .errors import DataError
 from .io import atomic_write_json, list_images, read_image, sha256_file, to_tensor, to_uint8, write_png
-from .methods import load_for_inference, method_cfg
-from .training.data import input_mode, make_input_fn
+from .methods import check_task, kind_of, method_cfg
+from .training.data import make_input_fn
+
+
+def resolve_checkpoint(cfg: Mapping, method: str, task: str, checkpoint: Path) -> Path:
+    """A method's final ``model.pt`` given itself, its stage folder or the method's run folder
+    ``RUNS/<method>/<task>``; any other path is passed to the kind as is (e.g. an official
+    release folder)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        final = kind_of(cfg, method).final_stage(method_cfg(cfg, method), task).name
+        for candidate in (checkpoint / final / "model.pt", checkpoint / "model.pt"):
+            if candidate.is_file():
+                return candidate
+    return checkpoint
 
 
 @torch.no_grad()
 def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: Path, out: Path,
                    device, intermediate: bool = False, progress: bool = True) -> int:
-    model = load_for_inference(cfg, method, task, checkpoint, device)
-    to_input = make_input_fn(input_mode(method_cfg(cfg, method), task),
+    """Restore every image of ``inp`` into ``out`` (same stems, PNG). With ``intermediate`` a
+    method with several outputs (UGPNet: x_reg, x_syn) writes them to ``out/<output>/`` too."""
+    check_task(cfg, method, task)
+    kind = kind_of(cfg, method)
+    checkpoint = resolve_checkpoint(cfg, method, task, checkpoint)
+    model = kind.load(cfg, method, task, checkpoint, device)
+    to_input = make_input_fn(kind.input_mode(method_cfg(cfg, method), task),
                              cfg["degradations"]["sr"]["scale"])
     files = list_images(inp, "degraded input folder")
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
+    primary = kind.outputs[0]
     outputs = {}
     for path in tqdm(files, desc=f"restore {method}/{task}", disable=not progress,
                      dynamic_ncols=True):
         x = to_tensor(to_input(read_image(path))).to(device)
         try:
-            if intermediate and hasattr(model, "forward_all"):
-                named = model.forward_all(x)
-            else:
-                named = {"x_hat": model(x)}
+            named = kind.predict(model, x)
         except (RuntimeError, ValueError) as e:
             raise DataError(f"'{path}' ({tuple(x.shape[-2:])} px) does not fit method '{method}' "
                             f"for task '{task}': {e}. Use images of the training resolution "
                             f"({cfg['data']['resolution']} px output).") from None
         for name, img in named.items():
-            target = out / f"{path.stem}.png" if name == "x_hat" else out / name / f"{path.stem}.png"
+            if name != primary and not intermediate:
+                continue
+            target = out / f"{path.stem}.png" if name == primary else out / name / f"{path.stem}.png"
             write_png(target, to_uint8(img))
         outputs[f"{path.stem}.png"] = sha256_file(out / f"{path.stem}.png")
+    written = [o for o in kind.outputs if o == primary or intermediate]
     atomic_write_json(out / "manifest.json", {"method": method, "task": task,
                                               "checkpoint": str(checkpoint), "input": str(inp),
-                                              "count": len(outputs), "sha256": outputs})
+                                              "outputs": written, "count": len(outputs),
+                                              "sha256": outputs})
     return len(outputs)

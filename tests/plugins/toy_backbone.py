@@ -8,8 +8,7 @@ Used by tests/test_plugin_backbone.py exactly as the README describes:
 import torch
 from torch import nn
 
-from ugpnet.models.backbones import BACKBONES
-from ugpnet.models.backbones.base import Backbone
+from ugpnet.models.backbones import BACKBONES, Backbone
 
 
 @BACKBONES.register("toy")

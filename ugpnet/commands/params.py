@@ -9,10 +9,11 @@ HELP = "print parameter counts as JSON {total, modules} for a method/backbone, t
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True,
-                   help="a method in params.yaml (ugpnet, nafnet, rrdbnet, ...) or a backbone name")
+                   help="a method defined in params.yaml, or a registered backbone name")
     p.add_argument("--task", required=True, choices=["denoise", "deblur", "sr"])
     p.add_argument("--backbone", default=None,
-                   help="UGPNet only: the regression backbone to plug in (default: the task's)")
+                   help="methods with a backbone entry: the regression backbone to plug in "
+                        "(default: the configured one)")
 
 
 def count(module) -> int:
@@ -22,26 +23,23 @@ def count(module) -> int:
 def run(args) -> int:
     from ..config import load_config
     from ..errors import ConfigError
-    from ..methods import build_backbone, method_cfg
+    from ..models.build import build_backbone
 
-    sets = []
+    cfg = load_config(args)
     if args.backbone:
-        sets.append(f"methods.{args.method}.backbone.{args.task}={args.backbone}")
-    cfg = load_config(args, sets=sets)
+        entry = cfg["methods"].get(args.method)
+        if entry is None or "backbone" not in entry:
+            raise ConfigError(f"--backbone: method '{args.method}' has no backbone entry")
+        key = (f"methods.{args.method}.backbone.{args.task}" if isinstance(entry["backbone"], dict)
+               else f"methods.{args.method}.backbone")
+        cfg = load_config(args, sets=[f"{key}={args.backbone}"])
     if args.method in cfg["methods"]:
-        kind = method_cfg(cfg, args.method)["kind"]
-        if kind == "ugpnet":
-            from ..models.build import build_ugpnet
-            from ..models.ugpnet import parameter_breakdown
+        from ..methods import check_task, kind_of
 
-            model = build_ugpnet(cfg, args.method, args.task)
-            out = {"total": count(model), "modules": parameter_breakdown(model)}
-        else:
-            if args.backbone:
-                raise ConfigError("--backbone applies to UGPNet only")
-            name = method_cfg(cfg, args.method)["backbone"]
-            net = build_backbone(cfg, name, args.task)
-            out = {"total": count(net), "modules": {name: count(net)}}
+        check_task(cfg, args.method, args.task)
+        kind = kind_of(cfg, args.method)
+        model = kind.build(cfg, args.method, args.task)
+        out = {"total": count(model), "modules": kind.parameter_breakdown(model)}
     else:
         net = build_backbone(cfg, args.method, args.task)
         out = {"total": count(net), "modules": {args.method: count(net)}}

@@ -8,14 +8,16 @@ HELP = "restore a folder of degraded images with a trained method (PNG outputs, 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, help="a method defined in params.yaml")
     p.add_argument("--task", required=True, choices=["denoise", "deblur", "sr"])
     p.add_argument("--checkpoint", required=True,
-                   help="the method's run folder RUNS/<method>/<task> (or a model.pt)")
+                   help="the method's final model.pt, its run folder RUNS/<method>/<task>, or a "
+                        "folder of official weights the method's kind can read")
     p.add_argument("--in", dest="inp", required=True, help="folder of degraded images")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--intermediate", action="store_true",
-                   help="UGPNet: also write x_reg/ and x_syn/ next to the final x_hat images")
+                   help="methods with several outputs: also write each further output into "
+                        "OUT/<output>/ (the result itself goes to OUT/)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
 

@@ -8,32 +8,34 @@ HELP = "assemble Table 1 (CSV, JSON provenance, PNG plot) from evaluate JSONs"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--which", default="table1", choices=["table1", "stages"],
-                   help="table1: the paper's Table 1; stages: UGPNet's x_reg/x_syn/x_hat on val")
-    p.add_argument("--metrics-dir", required=True,
-                   help="folder with <method>/<task>.json from `ugpnet evaluate`")
-    p.add_argument("--out", required=True, help="CSV to write (a .json and .png go beside it)")
+    p.add_argument("--which", default="table1", choices=["table1", "outputs"],
+                   help="table1: the paper's Table 1 (test split); outputs: every output of the "
+                        "methods that have several (e.g. intermediate images), on the val split")
+    p.add_argument("--metrics-dir", default=None,
+                   help="folder with <method>/<task>.json from `ugpnet evaluate` (default: "
+                        "<paths.results>/metrics, or metrics_val for --which outputs)")
+    p.add_argument("--out", required=True, help="CSV to write (table1: a .json and .png beside it)")
 
 
 def run(args) -> int:
     from ..config import load_config
+    from ..plan import Plan
+
+    cfg = load_config(args)
+    plan = Plan.of(cfg)
+    if args.which == "outputs":
+        return _outputs(plan, args)
     from ..io import sha256_file
     from ..tables import plot_table, table1, write_csv
 
-    cfg = load_config(args)
-    if args.which == "stages":
-        return _stages(cfg, args)
-    t = cfg["table1"]
-    records = []
-    for method in t["methods"]:
-        for task in t["tasks"]:
-            if task in cfg["methods"][method]["tasks"]:
-                records.append((method, task, Path(args.metrics_dir) / method / f"{task}.json"))
+    base = Path(args.metrics_dir) if args.metrics_dir else Path(plan.results) / "metrics"
+    records = [(m, task, base / m / f"{task}.json") for m, task in plan.table_cells()]
     df = table1(records, cfg["metrics"]["names"])
-    meta = {"profile": cfg["profile"], "note": _note(cfg),
+    families = {m: plan.family(m) for m in df.index}
+    meta = {"profile": cfg["profile"], "note": _note(cfg), "families": families,
             "sources": {f"{m}/{task}": {"file": str(p), "sha256": sha256_file(p)}
                         for m, task, p in records}}
-    write_csv(df, args.out, meta)
+    write_csv(df, args.out, meta, families=families)
     plot_table(df, Path(args.out).with_suffix(".png"),
                f"Table 1 ({cfg['profile']} profile: {_note(cfg)})")
     print(df.round(4).to_string())
@@ -47,17 +49,16 @@ def _note(cfg) -> str:
     return f"{cfg['data']['source']} data at {cfg['data']['resolution']} px"
 
 
-def _stages(cfg, args) -> int:
-    """x_reg vs x_syn vs x_hat of every UGPNet method on the validation split (long CSV)."""
+def _outputs(plan, args) -> int:
+    """Each output of the methods that have several (intermediate images), on the val split."""
+    from ..io import atomic_path
     from ..tables import stage_summary
 
-    methods = [m for m in cfg["table1"]["methods"] if cfg["methods"][m]["kind"] == "ugpnet"]
-    records = [(m, task, o, Path(args.metrics_dir) / m / task / f"{o}.json")
-               for m in methods for task in cfg["methods"][m]["tasks"]
-               for o in ("x_reg", "x_syn", "x_hat")]
+    records = plan.val_output_records()
+    if args.metrics_dir:
+        records = [(m, t, o, str(Path(args.metrics_dir) / m / t / f"{o}.json"))
+                   for m, t, o, _ in records]
     df = stage_summary(records)
-    from ..io import atomic_path
-
     with atomic_path(args.out, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.4f")
     print(df.round(4).to_string(index=False))

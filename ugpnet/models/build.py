@@ -1,4 +1,7 @@
-"""Build models from a resolved config: the only place where params.yaml meets constructors."""
+"""Build models from a resolved config: the only place where params.yaml meets constructors.
+
+Method kinds call these with the resolved config; models themselves take plain arguments.
+"""
 from __future__ import annotations
 
 from typing import Mapping
@@ -33,20 +36,45 @@ def build_synthesis(sg: Mapping, randomize_noise: bool = False):
                                   noise="random" if randomize_noise else "const")
 
 
+def backbone_name(mcfg: Mapping, task: str) -> str:
+    """The backbone of a method entry: ``backbone: name`` or ``backbone: {task: name}``."""
+    b = mcfg["backbone"]
+    if isinstance(b, Mapping):
+        if task not in b:
+            raise ConfigError(f"the method's backbone has no entry for task '{task}' "
+                              f"(backbone: {dict(b)})")
+        return b[task]
+    return b
+
+
+def build_backbone(cfg: Mapping, name: str, task: str):
+    """Backbone ``name`` with the constructor arguments ``backbones.<name>.<task>``."""
+    from .backbones import BACKBONES
+
+    cls = BACKBONES.get(name)
+    per_task = cfg["backbones"].get(name)
+    if per_task is None or task not in per_task:
+        raise ConfigError(f"params.yaml has no constructor arguments for backbone '{name}' and "
+                          f"task '{task}': add backbones.{name}.{task}: {{...}}")
+    try:
+        return cls(**per_task[task])
+    except TypeError as e:
+        raise ConfigError(f"backbones.{name}.{task} does not fit {cls.__name__}: {e}") from None
+
+
 def build_restoration(cfg: Mapping, method: str, task: str):
-    from ..methods import backbone_name, build_backbone
     from .restoration import RestorationModule
 
-    return RestorationModule(build_backbone(cfg, backbone_name(cfg, method, task), task))
+    name = backbone_name(cfg["methods"][method], task)
+    return RestorationModule(build_backbone(cfg, name, task))
 
 
 def build_ugpnet(cfg: Mapping, method: str, task: str):
     """UGPNet for (method, task) with fresh weights (load checkpoints afterwards)."""
-    from ..methods import method_cfg
     from .fusion import FusionModule
     from .ugpnet import UGPNet
 
-    m = method_cfg(cfg, method)
+    m = cfg["methods"][method]
     sg = cfg["stylegan2"]
     if cfg["data"]["resolution"] != sg["size"]:
         raise ConfigError(f"stylegan2.size ({sg['size']}) must equal data.resolution "

@@ -18,12 +18,13 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..checkpoints import read_checkpoint, save_checkpoint
+from ..errors import ConfigError
 from ..io import atomic_path, atomic_write_json
 
 
@@ -50,25 +51,6 @@ def seed_everything(seed: int) -> None:
 def options_hash(options: Mapping) -> str:
     blob = json.dumps(options, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Atomic torch.save (temp file + rename)."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(dict(state), tmp)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Safe load (``weights_only=True``) with a clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist. Train the stage that produces "
-                              f"it first (snakemake target or `ugpnet train`).")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - report any unpickling/format problem clearly
-        raise CheckpointError(f"checkpoint '{path}' cannot be loaded safely ({e}); it is corrupt "
-                              f"or not a ugpnet-bench checkpoint. Delete it and retrain.") from None
 
 
 def make_optimizer(params, train: Mapping, lr: float | None = None) -> torch.optim.Optimizer:
@@ -134,6 +116,7 @@ class Run:
     """A run directory: options, resume, logs, checkpoint selection on the validation split."""
 
     def __init__(self, out_dir: str | os.PathLike, options: Mapping, select_metric: str = "psnr"):
+        """``select_metric``: psnr/ssim (highest on val), lpips (lowest) or final (last)."""
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.options = dict(options)
@@ -158,7 +141,7 @@ class Run:
         if last.exists() and opts_path.exists():
             old = json.loads(opts_path.read_text())
             if old.get("options_hash") == self.hash:
-                resume = load_checkpoint(last)
+                resume = read_checkpoint(last, "resume state (last.pt)")
                 self.best_value = resume.get("best_value")
                 self.best_iter = resume.get("best_iter")
                 self.log.truncate_after(resume["iter"])
@@ -180,8 +163,11 @@ class Run:
 
     def validated(self, it: int, metrics: Mapping[str, float], weights: Mapping) -> bool:
         """Record val metrics; keep ``best.pt`` if the selection metric improved."""
-        value = float(metrics[self.select_metric])
-        better = self.is_better(value)
+        if self.select_metric == "final":  # the last validated iteration is the selection
+            value, better = float(it), True
+        else:
+            value = float(metrics[self.select_metric])
+            better = self.is_better(value)
         if better:
             self.best_value, self.best_iter = value, it
             save_checkpoint(self.dir / "best.pt", {"iter": it, "weights": dict(weights),
@@ -195,7 +181,7 @@ class Run:
 
     def finish(self, extra: Mapping | None = None) -> dict:
         """Write ``model.pt`` from ``best.pt`` (selected on val) and a summary; return summary."""
-        best = load_checkpoint(self.dir / "best.pt")
+        best = read_checkpoint(self.dir / "best.pt", "selected weights (best.pt)")
         summary = {"selected_iter": best["iter"], "select_metric": self.select_metric,
                    "val": best["val"], "options_hash": self.hash,
                    "seconds": round(time.time() - self.t0, 1), **(extra or {})}

@@ -16,13 +16,6 @@ from ..data.datasets import OnTheFlyDegradationDataset, PairedFolderDataset
 from ..degradations import degrade_image, load_kernel_bank, sr_input
 
 
-def input_mode(method_cfg: Mapping, task: str) -> str:
-    """How a method receives its input: 'lq' (same size), 'lr' or 'bicubic_up' (sr only)."""
-    if task != "sr":
-        return "lq"
-    return method_cfg.get("sr_input", "bicubic_up")
-
-
 def make_input_fn(mode: str, scale: int) -> Callable[[np.ndarray], np.ndarray]:
     if mode in ("lq", "lr"):
         return lambda img: img

@@ -17,9 +17,11 @@ from tqdm.auto import tqdm
 
 from ..data import layout
 from ..data.datasets import OnTheFlyDegradationDataset
+from ..errors import CheckpointError
 from ..io import atomic_write_json
 from ..models.build import build_discriminator, build_generator
-from .common import JsonlLog, infinite, load_checkpoint, options_hash, save_checkpoint
+from ..checkpoints import read_checkpoint, save_checkpoint
+from .common import JsonlLog, infinite, options_hash
 from .gan import d_step, ema_update, g_adv_loss
 from .data import loader as make_loader
 
@@ -48,7 +50,7 @@ def pretrain_prior(sg: Mapping, data: Path, out: Path, device, seed: int = 0,
     start = 0
     last = out / "last.pt"
     if last.exists():
-        s = load_checkpoint(last)
+        s = read_checkpoint(last, "prior resume state (last.pt)")
         if s.get("options_hash") == h:
             G.load_state_dict(s["g"]), D.load_state_dict(s["d"]), G_ema.load_state_dict(s["g_ema"])
             opt_g.load_state_dict(s["opt_g"]), opt_d.load_state_dict(s["opt_d"])
@@ -106,3 +108,27 @@ def _sample_grid(G, path: Path, device, seed: int, n: int = 16) -> None:
     grid = imgs.view(rows, n // rows, 3, G.size, G.size).permute(0, 3, 1, 4, 2)
     grid = grid.reshape(rows * G.size, (n // rows) * G.size, 3)
     write_png(path, (grid.numpy() * 255).round().astype(np.uint8))
+
+
+def load_prior(path: str | Path, generator, discriminator=None) -> str:
+    """Load a StyleGAN2 prior into ``generator`` (and ``discriminator``): a prior pretrained here
+    (``format`` = :data:`PRIOR_FORMAT`) or an official checkpoint (rosinality, BasicSR, NVIDIA;
+    :func:`ugpnet.models.synthesis.loading.load_stylegan2`). Returns the format's name."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"StyleGAN2 prior '{path}' not found. For the paper profile download an FFHQ 512 "
+            f"StyleGAN2 (rosinality .pt, BasicSR params_ema .pth or NVIDIA stylegan2-ada .pkl) "
+            f"and set stylegan2.checkpoint in params.yaml; the smoke profile pretrains one.")
+    if path.suffix in (".pt", ".pth"):
+        ckpt = read_checkpoint(path, "StyleGAN2 prior")
+        if isinstance(ckpt, dict) and ckpt.get("format") == PRIOR_FORMAT:
+            from ..checkpoints import load_state_dict_strict
+
+            load_state_dict_strict(generator, ckpt["g_ema"], f"{path} (g_ema)")
+            if discriminator is not None:
+                load_state_dict_strict(discriminator, ckpt["d"], f"{path} (d)")
+            return PRIOR_FORMAT
+    from ..models.synthesis.loading import load_stylegan2
+
+    return load_stylegan2(path, generator, discriminator).format

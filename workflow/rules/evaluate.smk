@@ -1,15 +1,13 @@
 rule restore:
     input:
-        model=final_model,
+        model=lambda w: PLAN.final_model(w.method, w.task),
         lq=f"{DATA}/lq/{{task}}/{{split}}/manifest.json",
     output:
         manifest=f"{RES}/restored/{{method}}/{{task}}/{{split}}/manifest.json",
     params:
         cli=UGPNET,
-        run=lambda w, input: dirname(dirname(input.model)),
         lq=lambda w, input: dirname(input.lq),
         out=lambda w, output: dirname(output.manifest),
-        intermediate=lambda w: "--intermediate" if method_kind(w.method) == "ugpnet" else "",
     threads: CFG["threads"]["eval"]
     conda:
         ENV
@@ -17,7 +15,7 @@ rule restore:
         f"{LOGS}/restore_{{method}}_{{task}}_{{split}}.log",
     shell:
         "{params.cli} restore --method {wildcards.method} --task {wildcards.task}"
-        " --checkpoint {params.run} --in {params.lq} --out {params.out} {params.intermediate}"
+        " --checkpoint {input.model} --in {params.lq} --out {params.out} --intermediate"
         " --threads {threads} --no-progress > {log} 2>&1"
 
 
@@ -32,7 +30,7 @@ rule evaluate:
         metrics=CFG["metrics"],
         names=",".join(CFG["metrics"]["names"]),
         pred=lambda w, input: dirname(input.restored),
-        gt=lambda w, input: os.path.join(dirname(input.gt), "test"),
+        gt=PLAN.gt_dir("test"),
     threads: CFG["threads"]["eval"]
     conda:
         ENV
@@ -45,6 +43,7 @@ rule evaluate:
 
 
 rule evaluate_val_output:
+    # every output of a method that has several (e.g. intermediate images), on the val split
     input:
         restored=f"{RES}/restored/{{method}}/{{task}}/val/manifest.json",
         gt=rules.prepare.output.manifest,
@@ -54,8 +53,8 @@ rule evaluate_val_output:
         cli=UGPNET,
         metrics=CFG["metrics"],
         names=",".join(CFG["metrics"]["names"]),
-        pred=val_output_dir,
-        gt=lambda w, input: os.path.join(dirname(input.gt), "val"),
+        pred=lambda w: PLAN.restored_dir(w.method, w.task, "val", w.output),
+        gt=PLAN.gt_dir("val"),
     threads: CFG["threads"]["eval"]
     conda:
         ENV
@@ -66,27 +65,25 @@ rule evaluate_val_output:
         " --lpips-net {params.metrics[lpips_net]} --out {output.metrics} > {log} 2>&1"
 
 
-rule ugpnet_val_summary:
+rule val_outputs:
     input:
-        val_summary_inputs,
+        [f for _, _, _, f in PLAN.val_output_records()],
     output:
-        csv=f"{RES}/ugpnet_val_summary.csv",
+        csv=PLAN.val_outputs_csv(),
     params:
         cli=UGPNET,
-        methods=ugpnet_methods(),
-        metrics=lambda w, output: os.path.join(dirname(output.csv), "metrics_val"),
+        methods=PLAN.multi_output_methods(),
     conda:
         ENV
     log:
-        f"{LOGS}/ugpnet_val_summary.log",
+        f"{LOGS}/val_outputs.log",
     shell:
-        "{params.cli} table --which stages --metrics-dir {params.metrics} --out {output.csv}"
-        " > {log} 2>&1"
+        "{params.cli} table --which outputs --out {output.csv} > {log} 2>&1"
 
 
 rule table1:
     input:
-        table1_inputs,
+        PLAN.table1_inputs(),
     output:
         csv="results/table1.csv",
         meta="results/table1.json",
@@ -95,11 +92,9 @@ rule table1:
         cli=UGPNET,
         table=CFG["table1"],
         profile=PROFILE,
-        metrics=f"{RES}/metrics",
     conda:
         ENV
     log:
         f"{LOGS}/table1.log",
     shell:
-        "{params.cli} table --which table1 --metrics-dir {params.metrics} --out {output.csv}"
-        " > {log} 2>&1"
+        "{params.cli} table --which table1 --out {output.csv} > {log} 2>&1"

@@ -1,32 +1,13 @@
-rule train_regression:
-    input:
-        unpack(train_inputs),
-    output:
-        model=f"{RUNS}/{{method}}/{{task}}/train/model.pt",
-    params:
-        cli=UGPNET,
-        cfg=lambda w: method_slice(w.method, w.task),
-        data=lambda w, input: dirname(dirname(input.gt)),
-        runs=lambda w, output: dirname(dirname(dirname(dirname(output.model)))),
-    threads: CFG["threads"]["train"]
-    conda:
-        ENV
-    log:
-        f"{LOGS}/train_{{method}}_{{task}}.log",
-    shell:
-        "{params.cli} train --method {wildcards.method} --task {wildcards.task} --stage train"
-        " --data {params.data} --runs {params.runs} --threads {threads} --no-progress > {log} 2>&1"
-
-
 rule pretrain_prior:
+    # only needed when stylegan2.checkpoint is null (the offline profiles)
     input:
         gt=rules.prepare.output.manifest,
     output:
-        model=f"{RUNS}/prior/model.pt",
+        model=PLAN.pretrained_prior(),
     params:
         cli=UGPNET,
         stylegan2=CFG["stylegan2"],
-        data=lambda w, input: dirname(dirname(input.gt)),
+        data=DATA,
         out=lambda w, output: dirname(output.model),
     threads: CFG["threads"]["train"]
     conda:
@@ -38,66 +19,24 @@ rule pretrain_prior:
         " --threads {threads} --no-progress > {log} 2>&1"
 
 
-rule ugpnet_restoration:
+rule train:
+    # one rule for every stage of every method: the method's kind declares the stages, what
+    # each reads (inputs below) and the configuration slice that defines it (params.stage)
     input:
-        unpack(ugpnet_stage_inputs("restoration")),
+        unpack(lambda w: PLAN.stage_inputs(w.method, w.task, w.stage)),
     output:
-        model=f"{RUNS}/{{method}}/{{task}}/restoration/model.pt",
+        model=f"{RUNS}/{{method}}/{{task}}/{{stage}}/model.pt",
     params:
         cli=UGPNET,
-        cfg=lambda w: method_slice(w.method, w.task),
-        data=lambda w, input: dirname(dirname(input.gt)),
-        runs=lambda w, output: dirname(dirname(dirname(dirname(output.model)))),
+        stage=lambda w: PLAN.stage_config(w.method, w.task, w.stage),
+        data=DATA,
+        runs=RUNS,
     threads: CFG["threads"]["train"]
     conda:
         ENV
     log:
-        f"{LOGS}/train_{{method}}_{{task}}_restoration.log",
+        f"{LOGS}/train_{{method}}_{{task}}_{{stage}}.log",
     shell:
         "{params.cli} train --method {wildcards.method} --task {wildcards.task}"
-        " --stage restoration --data {params.data} --runs {params.runs}"
-        " --threads {threads} --no-progress > {log} 2>&1"
-
-
-rule ugpnet_synthesis:
-    input:
-        unpack(ugpnet_stage_inputs("synthesis")),
-    output:
-        model=f"{RUNS}/{{method}}/{{task}}/synthesis/model.pt",
-    params:
-        cli=UGPNET,
-        cfg=lambda w: method_slice(w.method, w.task),
-        stylegan2=CFG["stylegan2"],
-        data=lambda w, input: dirname(dirname(input.gt)),
-        runs=lambda w, output: dirname(dirname(dirname(dirname(output.model)))),
-    threads: CFG["threads"]["train"]
-    conda:
-        ENV
-    log:
-        f"{LOGS}/train_{{method}}_{{task}}_synthesis.log",
-    shell:
-        "{params.cli} train --method {wildcards.method} --task {wildcards.task}"
-        " --stage synthesis --data {params.data} --runs {params.runs} --prior {input.prior}"
-        " --threads {threads} --no-progress > {log} 2>&1"
-
-
-rule ugpnet_fusion:
-    input:
-        unpack(ugpnet_stage_inputs("fusion")),
-    output:
-        model=f"{RUNS}/{{method}}/{{task}}/fusion/model.pt",
-    params:
-        cli=UGPNET,
-        cfg=lambda w: method_slice(w.method, w.task),
-        stylegan2=CFG["stylegan2"],
-        data=lambda w, input: dirname(dirname(input.gt)),
-        runs=lambda w, output: dirname(dirname(dirname(dirname(output.model)))),
-    threads: CFG["threads"]["train"]
-    conda:
-        ENV
-    log:
-        f"{LOGS}/train_{{method}}_{{task}}_fusion.log",
-    shell:
-        "{params.cli} train --method {wildcards.method} --task {wildcards.task}"
-        " --stage fusion --data {params.data} --runs {params.runs}"
+        " --stage {wildcards.stage} --data {params.data} --runs {params.runs}"
         " --threads {threads} --no-progress > {log} 2>&1"

@@ -1,0 +1,25 @@
+"""Methods: the contract every method kind implements, the registry, and the built-in kinds.
+
+Public API for kinds (baselines under ``baselines/<name>/`` and plugins use only these)::
+
+    from ugpnet.methods import (MethodKind, Stage, StageContext, Data, Previous, Prior,
+                                UserFile, MethodModel, register_kind)
+    from ugpnet.methods import data_options, final_weights, loaders, new_run
+
+See :mod:`ugpnet.methods.contract` for what a kind declares. Built-in kinds: ``regression``
+(:mod:`.regression`) and ``ugpnet`` (:mod:`.ugpnet`).
+"""
+from .common import data_options, final_weights, loaders, new_run
+from .contract import (Data, MethodKind, MethodModel, Previous, Prior, Stage, StageContext,
+                       UserFile)
+from .registry import METHOD_KINDS, check_task, get_kind, kind_of, method_cfg, register_kind
+
+# explicit registration of the built-in kinds
+from . import regression as _regression  # noqa: E402,F401
+from . import ugpnet as _ugpnet  # noqa: E402,F401
+
+__all__ = [
+    "Data", "METHOD_KINDS", "MethodKind", "MethodModel", "Previous", "Prior", "Stage",
+    "StageContext", "UserFile", "check_task", "data_options", "final_weights", "get_kind",
+    "kind_of", "loaders", "method_cfg", "new_run", "register_kind",
+]

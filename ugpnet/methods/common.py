@@ -1,0 +1,62 @@
+"""Helpers every method kind may use (public: baselines and plugins call these).
+
+- :func:`loaders`: the training loader (degradations drawn on the fly) and the validation loader
+  (the fixed degraded val split) of a stage, as the kind receives its input.
+- :func:`data_options`: what a run records about its data (manifest hash, degradations).
+- :func:`final_weights`: the selected weights of a finished stage (``model.pt``).
+- :func:`new_run`: the run folder of a stage, selecting on val as the stage declares.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from ..checkpoints import read_checkpoint
+from ..data import layout
+from ..errors import CheckpointError
+from ..io import sha256_file
+from ..training import data as tdata
+from ..training.common import Run
+from .contract import StageContext
+
+
+def data_options(ctx: StageContext) -> dict:
+    manifest = layout.gt_manifest(ctx.data_dir)
+    return {"data_dir": str(ctx.data_dir),
+            "gt_manifest_sha256": sha256_file(manifest) if manifest.exists() else None,
+            "degradations": ctx.cfg["degradations"], "task": ctx.task,
+            "resolution": ctx.cfg["data"]["resolution"]}
+
+
+def loaders(ctx: StageContext, train: Mapping, input_mode: str):
+    """(train loader, val loader) of ``ctx``'s data for a method that takes ``input_mode``."""
+    cfg, data, task = ctx.cfg, ctx.data_dir, ctx.task
+    scale = cfg["degradations"]["sr"]["scale"]
+    train_ds = tdata.train_dataset(layout.gt_dir(data, "train"), task, cfg["degradations"],
+                                   layout.kernel_bank(data, "train"), input_mode,
+                                   cfg["data"]["seed"], train.get("crop_size"))
+    val_ds = tdata.paired_dataset(layout.lq_dir(data, task, "val"), layout.gt_dir(data, "val"),
+                                  task, input_mode, scale)
+    return (tdata.loader(train_ds, train["batch_size"], True, train.get("num_workers", 0),
+                         cfg["data"]["seed"]),
+            tdata.loader(val_ds, 1, False, 0))
+
+
+def final_weights(path: str | Path) -> dict:
+    """Weights of a finished stage: ``<stage dir>/model.pt`` or the ``model.pt`` itself."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.exists():
+        raise CheckpointError(f"'{path}' does not exist: train the stage that makes it first "
+                              f"(the Snakemake workflow, or `ugpnet train`).")
+    ckpt = read_checkpoint(path, "finished ugpnet-bench stage (model.pt)")
+    if not isinstance(ckpt, Mapping) or "weights" not in ckpt:
+        raise CheckpointError(f"'{path}' is not a finished ugpnet-bench stage (no 'weights').")
+    return ckpt["weights"]
+
+
+def new_run(ctx: StageContext, options: Mapping) -> Run:
+    """The stage's run folder; its checkpoint is selected on val by ``ctx.stage.select``."""
+    return Run(ctx.out, {"method": ctx.method, "kind": ctx.mcfg["kind"],
+                         "stage": ctx.stage.name, **options}, select_metric=ctx.stage.select)

@@ -1,0 +1,217 @@
+"""The method contract: what every method kind declares, and what the host does with it.
+
+A *method kind* (``regression``, ``ugpnet``, a baseline such as GFP-GAN, your own) is one class,
+registered by name with :func:`~ugpnet.methods.registry.register_kind`. A params.yaml entry
+``methods.<name>: {kind: <kind>, tasks: [...], ...}`` makes a *method* of it. The kind declares:
+
+- ``stages(mcfg, task)``: its training stages in order, each a :class:`Stage` that says what it
+  reads (:class:`Data`, :class:`Previous`, :class:`Prior`, :class:`UserFile`,
+  :class:`MethodModel`) and how its checkpoint is selected on the validation split. Every stage
+  writes ``<runs>/<method>/<task>/<stage>/model.pt``; the last stage's file is the method's model.
+- ``schema``: the JSON schema of a ``methods.<name>`` entry of this kind (``kind`` and ``tasks``
+  are checked by the host; ``$defs`` of ``ugpnet/schemas/params.schema.yaml`` may be referenced).
+- ``stage_config(cfg, method, task, stage)``: the configuration slice that defines a stage's
+  result (the workflow reruns a stage exactly when this slice or one of its inputs changes).
+- ``train_stage(ctx)``: train one stage from a :class:`StageContext` (inputs already resolved
+  to files) and return its summary.
+- ``build(cfg, method, task)`` / ``load(cfg, method, task, checkpoint, device)``: the model with
+  fresh or trained weights; ``predict(model, x)`` returns ``{output: image}`` for the names in
+  ``outputs`` (the first is the method's result; UGPNet also writes ``x_reg`` and ``x_syn``).
+- ``family``: ``"regression"`` or ``"generative"`` (how the tables group methods).
+
+The host (``ugpnet.plan``, the CLI, the one generic training rule of the workflow) never names a
+kind or a stage: it asks the kind. Nothing here imports torch models; kinds do.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+from ..errors import ConfigError
+
+FAMILIES = ("regression", "generative")
+SELECT_METRICS = ("psnr", "ssim", "lpips", "final")
+
+
+# ----------------------------------------------------------------------------- what a stage reads
+@dataclass(frozen=True)
+class Data:
+    """The prepared data: GT manifest (``gt``), the degraded validation split (``val``) and, for
+    deblurring, the training kernel bank (``kernels``)."""
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The model of an earlier stage of the same method and task (input name: the stage)."""
+
+    stage: str
+
+    @property
+    def name(self) -> str:
+        return self.stage
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The StyleGAN2 prior: ``stylegan2.checkpoint`` or, when that is null, the prior the DAG
+    pretrains (``<runs>/prior/model.pt``). Input name ``prior``."""
+
+    name: str = "prior"
+
+
+@dataclass(frozen=True)
+class UserFile:
+    """A file the user names at ``methods.<method>.<key>.<task>`` (e.g. official weights).
+
+    Optional by default: a null entry means the stage does without it."""
+
+    key: str
+    name: str = ""
+    optional: bool = True
+
+    def __post_init__(self):
+        if not self.name:
+            object.__setattr__(self, "name", self.key)
+
+
+@dataclass(frozen=True)
+class MethodModel:
+    """The final model of another method named at ``methods.<method>.<key>.<task>`` (e.g. UGPNet's
+    restoration backbone starts from the trained NAFNet baseline). Optional by default."""
+
+    key: str
+    name: str = ""
+    optional: bool = True
+
+    def __post_init__(self):
+        if not self.name:
+            object.__setattr__(self, "name", self.key)
+
+
+Need = Data | Previous | Prior | UserFile | MethodModel
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: its name, what it reads, how its checkpoint is chosen on val.
+
+    ``select``: ``psnr``/``ssim`` (highest), ``lpips`` (lowest) or ``final`` (the last
+    iteration, as the official UGPNet synthesis stage)."""
+
+    name: str
+    reads: tuple[Need, ...] = (Data(),)
+    select: str = "psnr"
+
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise ValueError(f"stage name {self.name!r} must be an identifier")
+        if self.select not in SELECT_METRICS:
+            raise ValueError(f"stage {self.name!r}: select must be one of {SELECT_METRICS}")
+        object.__setattr__(self, "reads", tuple(self.reads))
+
+
+# ----------------------------------------------------------------------------- a stage to train
+@dataclass
+class StageContext:
+    """Everything ``train_stage`` gets: config, names, resolved input files, output folder."""
+
+    cfg: Mapping[str, Any]
+    method: str
+    task: str
+    stage: Stage
+    inputs: Mapping[str, Path]
+    data_dir: Path
+    out: Path
+    device: Any = "cpu"
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def mcfg(self) -> Mapping[str, Any]:
+        return self.cfg["methods"][self.method]
+
+    def input(self, name: str) -> Path:
+        if name not in self.inputs:
+            raise ConfigError(f"stage '{self.stage.name}' of method '{self.method}' has no input "
+                              f"'{name}' (inputs: {sorted(self.inputs)})")
+        return Path(self.inputs[name])
+
+    def optional_input(self, name: str) -> Path | None:
+        p = self.inputs.get(name)
+        return None if p is None else Path(p)
+
+
+# ----------------------------------------------------------------------------- the kind
+class MethodKind:
+    """Base class of every method kind (see the module docstring for the contract).
+
+    Subclasses set ``family``, ``outputs`` and ``schema`` and implement ``stages``,
+    ``train_stage``, ``build`` and ``load``; the rest has sensible defaults.
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = "regression"
+    outputs: ClassVar[tuple[str, ...]] = ("x_hat",)
+    schema: ClassVar[Mapping[str, Any] | str | Path] = {"type": "object"}
+
+    # -- declaration
+    def stages(self, mcfg: Mapping[str, Any], task: str) -> Sequence[Stage]:
+        raise NotImplementedError
+
+    def stage(self, mcfg: Mapping[str, Any], task: str, name: str) -> Stage:
+        stages = list(self.stages(mcfg, task))
+        for s in stages:
+            if s.name == name:
+                return s
+        raise ConfigError(f"a method of kind '{self.name}' has stages "
+                          f"{[s.name for s in stages]} for task '{task}', not '{name}'")
+
+    def final_stage(self, mcfg: Mapping[str, Any], task: str) -> Stage:
+        return list(self.stages(mcfg, task))[-1]
+
+    def stage_config(self, cfg: Mapping[str, Any], method: str, task: str,
+                     stage: str) -> dict:
+        """The configuration slice that defines ``stage``'s result (default: the whole method
+        entry, the task's degradation and the data settings)."""
+        return {"method": cfg["methods"][method], "degradations": cfg["degradations"][task],
+                "data": cfg["data"]}
+
+    def input_mode(self, mcfg: Mapping[str, Any], task: str) -> str:
+        """How the method receives its input: ``lq`` (same size as the output), or for SR ``lr``
+        (the small image) or ``bicubic_up`` (upsampled back), from ``sr_input``."""
+        if task != "sr":
+            return "lq"
+        return mcfg.get("sr_input", "bicubic_up")
+
+    # -- training and inference
+    def train_stage(self, ctx: StageContext) -> dict:
+        raise NotImplementedError
+
+    def build(self, cfg: Mapping[str, Any], method: str, task: str):
+        raise NotImplementedError
+
+    def load(self, cfg: Mapping[str, Any], method: str, task: str, checkpoint: Path, device):
+        raise NotImplementedError
+
+    def predict(self, model, x) -> dict:
+        """``{output name: image [N,3,H,W] in [0,1]}``; the first entry is the result."""
+        return {self.outputs[0]: model(x)}
+
+    def parameter_breakdown(self, model) -> dict[str, int]:
+        """Parameters per named part (``ugpnet params``); default: the whole model."""
+        return {self.name or type(self).__name__: sum(p.numel() for p in model.parameters())}
+
+    # -- checks run when a kind is registered
+    @classmethod
+    def check_declaration(cls) -> None:
+        if cls.family not in FAMILIES:
+            raise ValueError(f"method kind {cls.__name__}: family must be one of {FAMILIES}")
+        if not cls.outputs or len(set(cls.outputs)) != len(cls.outputs) or \
+                not all(isinstance(o, str) and o.isidentifier() for o in cls.outputs):
+            raise ValueError(f"method kind {cls.__name__}: outputs must be distinct identifiers")
+
+
+def replace_stage(stage: Stage, **changes) -> Stage:
+    return dataclasses.replace(stage, **changes)
