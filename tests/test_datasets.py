@@ -94,6 +94,14 @@ def test_paired_missing_folder(tmp_path, gt_dir):
 # OnTheFlyDegradationDataset
 # ------------------------------------------------------------------------------------------------
 
+def _u8(t):
+    return (t.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+
+
+def _chw(a):
+    return torch.from_numpy(np.array(a)).permute(2, 0, 1).float() / 255
+
+
 def _same(a, b):
     return torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"])
 
@@ -157,6 +165,7 @@ def test_onthefly_sr_scale_aware(tmp_path, gt_dir):
     ds = OnTheFlyDegradationDataset(gt_dir, downscale4, seed=0, crop=16, scale=4)
     item = ds[0]
     assert item["gt"].shape == (3, 16, 16) and item["lq"].shape == (3, 4, 4)
+    assert torch.equal(item["lq"], _chw(downscale4(_u8(item["gt"]), None)))  # LQ of this crop
     with pytest.raises(ValueError, match="multiple of scale"):
         OnTheFlyDegradationDataset(gt_dir, downscale4, seed=0, crop=18, scale=4)
     # whole image that is not a multiple of the scale is trimmed to one
@@ -165,6 +174,9 @@ def test_onthefly_sr_scale_aware(tmp_path, gt_dir):
                                        scale=4)
     item = whole[0]
     assert item["gt"].shape == (3, 28, 32) and item["lq"].shape == (3, 7, 8)
+    top_left = _noise(30, 35, 0)[:28, :32]
+    assert torch.equal(item["gt"], _chw(top_left))
+    assert torch.equal(item["lq"], _chw(downscale4(top_left, None)))
     # wrong output size of degrade_fn is caught
     bad = OnTheFlyDegradationDataset(gt_dir, lambda im, r: im[:5, :5], seed=0, crop=16, scale=4)
     with pytest.raises(ValueError, match="degrade_fn returned 5x5"):
@@ -199,5 +211,10 @@ def test_onthefly_epoch_reaches_persistent_workers(gt_dir):
 def test_image_folder_dataset(gt_dir):
     ds = ImageFolderDataset(gt_dir, seed=0, crop=8, flip=True)
     item = ds[1]
-    assert set(item) == {"gt", "name"} and item["gt"].shape == (3, 8, 8)
+    assert set(item) == {"gt", "name"} and item["gt"].shape == (3, 8, 8) and item["name"] == "00001"
     assert torch.equal(item["gt"], ImageFolderDataset(gt_dir, seed=0, crop=8, flip=True)[1]["gt"])
+    full = _chw(_noise(32, 32, 1))
+    windows = [src[:, y:y + 8, x:x + 8] for src in (full, full.flip(-1))
+               for y in range(25) for x in range(25)]
+    assert any(torch.equal(item["gt"], w) for w in windows), "crop is not a window of the GT"
+    assert torch.equal(ImageFolderDataset(gt_dir)[1]["gt"], full)  # defaults: whole image as is

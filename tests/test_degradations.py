@@ -260,6 +260,16 @@ def test_folder_is_deterministic_names_and_manifest(task, gt_dir, tmp_path, smal
     same = degrade_image(task, read_image(gt_dir / "a.png"), rng, sigma=0.3, k=30,
                          kernels=small_bank, scale=8)
     assert np.array_equal(same, out)
+    # ... which is the task's degradation (tested on its own above) of the source image
+    src = read_image(gt_dir / "a.png")
+    if task == "denoise":
+        want = add_noise(src, image_rng(11, task, "a"), sigma=0.3, k=30)
+    elif task == "deblur":
+        (rec,) = [r for r in m1["files"] if r["name"] == "a.png"]
+        want = blur(src, small_bank[rec["kernel_index"]])
+    else:
+        want = bicubic_downsample(src, 8)
+    assert np.array_equal(out, want)
     if task != "sr":
         m3 = degrade_folder(task, 12, gt_dir, tmp_path / "o3", **kw)
         assert _files(tmp_path / "o3")["a.png"] != f1["a.png"]
@@ -329,6 +339,7 @@ def test_cli_kernels_and_degrade_end_to_end(gt_dir, tmp_path, capsys):
                  "--no-progress"]) == 0
     kernels, manifest = load_kernel_bank_with_manifest(bank)
     assert kernels.shape == (5, 9, 9) and manifest["resolution"] == 64
+    assert np.array_equal(kernels, generate_kernel_bank(5, kernel_size_for(64), seed=4)[0])
     out = tmp_path / "blurred"
     assert main(["degrade", "--task", "deblur", "--seed", "9", "--in", str(gt_dir), "--out",
                  str(out), "--kernels", str(bank), "--workers", "2", "--no-progress"]) == 0
@@ -378,7 +389,8 @@ def test_cli_works_with_flags_only_without_params_file(gt_dir, tmp_path, monkeyp
     monkeypatch.setattr(config, "REPO_PARAMS", tmp_path / "absent.yaml")
     assert main(["degrade", "--task", "sr", "--seed", "0", "--scale", "8", "--in", str(gt_dir),
                  "--out", str(tmp_path / "lr"), "--no-progress"]) == 0
-    assert read_image(tmp_path / "lr" / "b.png").shape == (4, 4, 3)
+    assert np.array_equal(read_image(tmp_path / "lr" / "b.png"),
+                          bicubic_downsample(read_image(gt_dir / "b.png"), 8))
     capsys.readouterr()
     assert main(["degrade", "--task", "denoise", "--seed", "0", "--in", str(gt_dir),
                  "--out", str(tmp_path / "n")]) == 2
@@ -386,4 +398,4 @@ def test_cli_works_with_flags_only_without_params_file(gt_dir, tmp_path, monkeyp
     assert "--sigma" in err and "--k" in err and "no params.yaml" in err
     assert main(["kernels", "--out", str(tmp_path / "b.npy"), "--n", "3", "--size", "7",
                  "--seed", "1", "--no-progress"]) == 0
-    assert load_kernel_bank(tmp_path / "b.npy").shape == (3, 7, 7)
+    assert np.array_equal(load_kernel_bank(tmp_path / "b.npy"), generate_kernel_bank(3, 7, seed=1)[0])

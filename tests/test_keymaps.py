@@ -7,6 +7,7 @@ by its transer_RRDB_models.py), saved with torch.save, loaded back through ugpne
 and compared tensor by tensor.
 """
 import re
+import sys
 
 import pytest
 import torch
@@ -208,7 +209,9 @@ def test_official_fusmodule_roundtrip(tmp_path):
     km.load_official_fusion(tmp_path / "fusmodule_best.pth", dst)
     fresh_copy_equal(src, dst)
     # our own state dicts pass unchanged
-    assert km.official_fusmodule_to_fusion(src.state_dict()).keys() == src.state_dict().keys()
+    ours = km.official_fusmodule_to_fusion(src.state_dict())
+    assert ours.keys() == src.state_dict().keys()
+    assert all(torch.equal(ours[k], v) for k, v in src.state_dict().items())
 
 
 def test_missing_file_message(tmp_path):
@@ -249,18 +252,39 @@ def test_unreadable_and_non_state_dict_files(tmp_path):
 def test_num_batches_tracked_may_be_missing():
     from ugpnet.models.blocks import ConvBlock
 
-    src = ConvBlock(3, 4, batch_norm=True)
+    src = randomized(ConvBlock(3, 4, batch_norm=True))
+    for k, v in src.state_dict().items():  # running statistics too, so a skipped copy shows
+        if k.endswith(("running_mean", "running_var")):
+            v.copy_(torch.rand(v.shape) + 0.5)
     sd = {k: v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
-    load_state_dict_strict(ConvBlock(3, 4, batch_norm=True), sd, "old bn file")
+    assert len(sd) < len(src.state_dict())
+    dst = ConvBlock(3, 4, batch_norm=True)
+    load_state_dict_strict(dst, sd, "old bn file")
+    got = dst.state_dict()
+    for k in sd:
+        assert torch.equal(got[k], sd[k]), k
+    # only the counter is tolerated: any other missing entry is an error
+    del sd[next(k for k in sd if k.endswith("running_var"))]
+    with pytest.raises(CheckpointError, match="missing .*running_var"):
+        load_state_dict_strict(ConvBlock(3, 4, batch_norm=True), sd, "old bn file")
 
 
 def test_safetensors(tmp_path):
-    st = pytest.importorskip("safetensors.torch")
+    st = pytest.importorskip("safetensors.torch",
+                             reason="optional third-party 'safetensors' package not installed")
     src = randomized(NAFNet(**TINY_NAF))
     st.save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
     dst = NAFNet(**TINY_NAF)
     km.load_pretrained_backbone(tmp_path / "w.safetensors", dst)
     fresh_copy_equal(src, dst)
+
+
+def test_safetensors_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "w.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # import safetensors -> ImportError
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(CheckpointError, match=r"w\.safetensors.*needs the 'safetensors' package"):
+        km.load_pretrained_backbone(tmp_path / "w.safetensors", NAFNet(**TINY_NAF))
 
 
 def test_find_official_files(tmp_path):

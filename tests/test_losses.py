@@ -25,14 +25,6 @@ from ugpnet.losses import (
 )
 from ugpnet.losses import vgg as vggmod
 
-try:  # the metrics module carries the offline LPIPS / VGG16 weights
-    from ugpnet.metrics import get_lpips_model  # noqa: F401
-
-    HAVE_METRICS = True
-except ImportError:  # pragma: no cover - only while the metrics module is being written
-    HAVE_METRICS = False
-needs_metrics = pytest.mark.skipif(not HAVE_METRICS, reason="ugpnet.metrics (offline weights) missing")
-
 PAIR_LOSSES = ["l1", "mse", "charbonnier", "psnr", "lpips", "contextual"]
 
 
@@ -57,12 +49,9 @@ def test_registry_names():
 
 @pytest.fixture(scope="module")
 def lpips_loss():
-    if not HAVE_METRICS:
-        pytest.skip("ugpnet.metrics (offline weights) missing")
     return LOSSES.get("lpips")(net="vgg")
 
 
-@needs_metrics
 @pytest.mark.parametrize("name", PAIR_LOSSES)
 def test_every_pair_loss_forward_backward(name, request):
     if name == "lpips":  # building LPIPS takes seconds: share one instance
@@ -74,15 +63,33 @@ def test_every_pair_loss_forward_backward(name, request):
     value = loss(pred, target)
     assert value.ndim == 0 and torch.isfinite(value)
     value.backward()
-    assert pred.grad is not None and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
-    assert all(not p.requires_grad for p in loss.parameters())  # nothing of the loss is trained
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    d = (pred - target).detach()
+    closed_form = {  # d loss / d pred of the mean-reduced pixel losses, M = number of elements
+        "l1": lambda: d.sign() / d.numel(),
+        "mse": lambda: 2 * d / d.numel(),
+        "charbonnier": lambda: d / torch.sqrt(d ** 2 + 1e-6) / d.numel(),
+        "psnr": lambda: (10 / math.log(10) / d.shape[0] * 2 * d / d[0].numel()
+                         / ((d ** 2).mean(dim=(1, 2, 3), keepdim=True) + 1e-8)),
+    }
+    params = list(loss.parameters())
+    if name in closed_form:
+        torch.testing.assert_close(pred.grad, closed_form[name](), rtol=1e-5, atol=1e-9)
+        assert params == []  # a pixel loss has nothing to train
+    else:  # the feature network of the loss is frozen: no gradient reaches its weights
+        assert params and all(not p.requires_grad and p.grad is None for p in params)
 
 
 def test_adversarial_registered_forward_backward():
     adv = LOSSES.get("adversarial")(loss_weight=0.3)
-    fake = torch.randn(4, 1, requires_grad=True)
-    adv(fake).backward()
-    assert fake.grad.abs().sum() > 0
+    fake = torch.tensor([[-2.0], [0.0], [0.5], [3.0]], requires_grad=True)
+    value = adv(fake)
+    # 0.3 * mean softplus(-f); d/df = -0.3 * sigmoid(-f) / N
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    assert value.item() == pytest.approx(0.3 * sum(sp(-f) for f in (-2.0, 0.0, 0.5, 3.0)) / 4)
+    value.backward()
+    want = [-0.3 / (1 + math.exp(f)) / 4 for f in (-2.0, 0.0, 0.5, 3.0)]
+    assert fake.grad.view(-1).tolist() == pytest.approx(want, rel=1e-6)
 
 
 # --------------------------------------------------------------------------------- pixel losses
@@ -208,7 +215,12 @@ def test_lpips_loss_input_scaling_and_resize(lpips_loss):
         r = lpips_loss(a, b)
     finally:
         lpips_loss.resize_px = None
-    assert torch.isfinite(r) and r.item() > 0 and r.item() != pytest.approx(ref, rel=1e-3)
+    # = lpips of both images resized to 48 px (bicubic) first; not the full-resolution value
+    up = lambda t: torch.nn.functional.interpolate(t, size=(48, 48), mode="bicubic",  # noqa: E731
+                                                   align_corners=False)
+    assert r.item() == pytest.approx(lpips_loss.model(up(a), up(b), normalize=True).mean().item(),
+                                     rel=1e-5)
+    assert r.item() != pytest.approx(ref, rel=1e-3)
     with pytest.raises(ConfigError):
         LOSSES.get("lpips")(net="squeeze")
 
@@ -228,7 +240,6 @@ def test_vgg_layer_tables():
             vggmod.map_layer(bad, "vgg19")
 
 
-@needs_metrics
 def test_vgg16_fallback_matches_metrics_vgg():
     from ugpnet.metrics import build_vgg16_features
 
@@ -343,8 +354,6 @@ def _shuffle_blocks_within_patches(img: torch.Tensor, patch: int, block: int) ->
 
 @pytest.fixture(scope="module")
 def cx_loss():
-    if not HAVE_METRICS and vggmod.vgg19_checkpoint() is None:
-        pytest.skip("no offline VGG weights")
     return ContextualLoss(patch_size=64)
 
 
@@ -387,9 +396,17 @@ def test_contextual_patch_size_and_max_patches(cx_loss):
     assert xp.shape == (2, 3, 24, 24)
     small = ContextualLoss(patch_size=8, max_patches=5)
     xp, yp = small.patches(x, y)
-    assert xp.shape == (5, 3, 8, 8)
-    # the same grid positions are kept in both images
-    xi, _ = small.patches(x, x)
-    assert xi.shape == (5, 3, 8, 8)
+    assert xp.shape == yp.shape == (5, 3, 8, 8)
+    # the same grid positions are kept in both images: locate each kept pred patch among all the
+    # 8x8 grid cells (2 images x 5 x 3) and the target patch must be the target's same cell
+    cells = [(n, i, j) for n in range(2) for i in range(0, 40, 8) for j in range(0, 24, 8)]
+    seen = set()
+    for k in range(5):
+        (cell,) = [c for c in cells
+                   if torch.equal(xp[k], x[c[0], :, c[1]:c[1] + 8, c[2]:c[2] + 8])]
+        n, i, j = cell
+        assert torch.equal(yp[k], y[n, :, i:i + 8, j:j + 8]), (k, cell)
+        seen.add(cell)
+    assert len(seen) == 5  # distinct cells, not one repeated
     with pytest.raises(ConfigError):
         ContextualLoss(aggregate="max")

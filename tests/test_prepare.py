@@ -120,9 +120,10 @@ def test_bundled_layout_manifest_and_split_by_photo(tmp_path):
     assert photos["val"] == {"motorcycle"} and photos["test"] == {"astronaut", "coffee"}
     # crops are dealt round-robin over the split's files: 6 train crops over 5 photos
     assert len(photos["train"]) == 5
-    # the scikit-image sources are the registry files, recorded by hash
+    # the recorded assignment lists exactly the split's photographs
     for s in COUNTS:
-        assert man["bundled"]["assignment"][s]
+        assigned = {a.split(":")[0] for a in man["bundled"]["assignment"][s]}
+        assert assigned == {n for n, sp in default.items() if sp == s}, s
     assert man["bundled"]["excluded"] == []
 
 
@@ -147,8 +148,16 @@ def test_bundled_crops_are_real_content(tmp_path):
     man = P.prepare_bundled(tmp_path / "b", resolution=32, counts=COUNTS, seed=3, progress=False)
     for s in COUNTS:
         for f in man["splits"][s]["files"]:
-            img = read_image(tmp_path / "b" / s / f["name"]).astype(np.float32)
-            assert img.std() > 3.0, f["name"]
+            img = read_image(tmp_path / "b" / s / f["name"])
+            assert img.astype(np.float32).std() > 3.0, f["name"]
+            # recomputed from the recorded geometry: the photo resized (Lanczos) to resized_size,
+            # the 32 px window at crop_xy
+            src = read_image(S.skimage_data_dir() / f["source_file"])
+            w, h = f["resized_size"]
+            big = src if (w, h) == (src.shape[1], src.shape[0]) else np.asarray(
+                Image.fromarray(src).resize((w, h), Image.Resampling.LANCZOS))
+            x, y = f["crop_xy"]
+            np.testing.assert_array_equal(img, big[y:y + 32, x:x + 32], err_msg=f["name"])
 
 
 def test_bundled_large_resolution_excludes_small_photos_or_fails(tmp_path):
@@ -356,6 +365,12 @@ def test_conversions_recorded_and_transparent_rejected(tmp_path, small_totals, c
     assert "grayscale replicated to RGB: 1 image(s)" in capsys.readouterr().err
     g = read_image(tmp_path / "out" / "train" / "00000.png")
     assert (g[..., 0] == g[..., 1]).all() and (g[..., 1] == g[..., 2]).all()
+    # every converted image: the 8-bit RGB reading of its source (test_io), Lanczos-resized
+    for i in range(5):
+        src = read_image(sub / f"{i:05d}.png")
+        want = np.asarray(Image.fromarray(src).resize((RES, RES), Image.Resampling.LANCZOS))
+        np.testing.assert_array_equal(read_image(tmp_path / "out" / "train" / f"{i:05d}.png"),
+                                      want, err_msg=f"{i:05d}.png")
     # a transparent pixel: error naming the file
     rgba[3, 3, 3] = 0
     _save(sub / "00002.png", rgba)

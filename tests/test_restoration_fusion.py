@@ -133,4 +133,6 @@ def test_paper_scale_restoration_forward_backward():
     out = f(torch.randn(1, 64, 128, 128), f_reg)
     (x_reg.mean() + out.mean()).backward()
     assert out.shape == (1, 3, 128, 128)
-    assert r.structure_encoder.conv[0].weight.grad is not None
+    for p in (r.structure_encoder.conv[0].weight, r.merging_net.to_image.conv.weight,
+              f.in_conv.weight, f.out_conv.weight):
+        assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0

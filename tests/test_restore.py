@@ -37,6 +37,21 @@ def test_restore_writes_same_names_and_intermediates(ugpnet_run, tmp_path):
     assert sorted(p.name for p in (out / "x_syn").glob("*.png")) == ["a.png", "b.png"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == 2
+    # the images are the checkpoint's model (eval mode) applied to each input, 8-bit rounded
+    from ugpnet.io import read_image, to_tensor
+
+    model = build_ugpnet(load_config(profile="tiny"), "ugpnet", "denoise")
+    model.load_state_dict(torch.load(ugpnet_run / "fusion" / "model.pt",
+                                     weights_only=True)["weights"])
+    model.eval()
+    for name in ("a.png", "b.png"):
+        with torch.no_grad():
+            want = model.forward_all(to_tensor(read_image(inp / name)))
+        for key, path in (("x_hat", out / name), ("x_reg", out / "x_reg" / name),
+                          ("x_syn", out / "x_syn" / name)):
+            ref = (want[key][0].clamp(0, 1) * 255).permute(1, 2, 0).numpy()
+            got = read_image(path).astype(np.float64)
+            assert np.abs(got - ref).max() <= 0.5 + 1e-3, (name, key)  # rounding only
 
 
 def test_restore_wrong_size_is_a_clear_error(ugpnet_run, tmp_path, capsys):
@@ -68,5 +83,12 @@ def test_paper_scale_ugpnet_forward_backward_on_cpu():
     out = model.forward_all(x)
     assert out["x_hat"].shape == (1, 3, 512, 512)
     (out["x_hat"].mean() + out["x_syn"].mean()).backward()
-    assert model.fusion.in_conv.weight.grad is not None
-    assert model.synthesis.encoder.map2style is not None
+
+    def finite_and_nonzero(t):
+        return t is not None and bool(torch.isfinite(t).all()) and t.abs().sum().item() > 0
+
+    # every module on the path x -> R -> E -> G -> fusion receives a usable gradient
+    assert finite_and_nonzero(model.fusion.in_conv.weight.grad)
+    assert finite_and_nonzero(model.synthesis.encoder.map2style.heads[-1].weight.grad)
+    assert finite_and_nonzero(model.synthesis.encoder.f_encoder.blocks[0].convs[0].weight.grad)
+    assert finite_and_nonzero(model.restoration.structure_encoder.conv[0].weight.grad)

@@ -27,6 +27,24 @@ def tiny_generator(**kw):
     return Generator(**args)
 
 
+def finite_and_nonzero(t):
+    return t is not None and bool(torch.isfinite(t).all()) and t.abs().sum().item() > 0
+
+
+def directional_fd(f, t, v, eps=1e-6):
+    """Central finite difference of the scalar f along v at t (float64), autograd-free."""
+    with torch.no_grad():
+        orig = t.detach().clone()
+        t.copy_(orig + eps * v)
+    plus = f().item()
+    with torch.no_grad():
+        t.copy_(orig - eps * v)
+    minus = f().item()
+    with torch.no_grad():
+        t.copy_(orig)
+    return (plus - minus) / (2 * eps)
+
+
 # ----------------------------------------------------------------------------- upfirdn2d
 def reference_upfirdn2d(x, k, up, down, pad):
     """Direct definition via scipy's full 2-D convolution (independent of our implementation).
@@ -195,7 +213,9 @@ def test_tiny_generator_sampling_shapes_and_backward():
     img, wplus = g(z, return_wplus=True)
     assert img.shape == (3, 3, 32, 32) and wplus.shape == (3, g.num_latents, 16)
     img.mean().backward()
-    assert g.mapping.fc0.weight.grad is not None and g.convs[0].conv.weight.grad is not None
+    assert finite_and_nonzero(g.mapping.fc0.weight.grad)  # z -> mapping -> every layer
+    assert finite_and_nonzero(g.convs[0].conv.weight.grad)
+    assert finite_and_nonzero(g.to_rgbs[-1].conv.weight.grad)
     # from w, truncation, style mixing
     w = g.get_latent(torch.randn(2, 16))
     mean = g.mean_latent(64)
@@ -307,7 +327,14 @@ def test_discriminator_shapes_backward_and_odd_batch():
     out = d(x)
     assert out.shape == (6, 1)
     out.sum().backward()
-    assert x.grad is not None and d.from_rgb.weight.grad is not None
+    assert finite_and_nonzero(x.grad) and finite_and_nonzero(d.from_rgb.weight.grad)
+    # the input gradient (through minibatch stddev, blur, downsampling) equals finite differences
+    d64 = d.double()
+    x64 = x.detach().double().requires_grad_(True)
+    d64(x64).sum().backward()
+    v = torch.randn_like(x64)
+    fd = directional_fd(lambda: d64(x64).sum(), x64, v)
+    assert (x64.grad * v).sum().item() == pytest.approx(fd, rel=1e-5, abs=1e-8)
     with pytest.raises(ValueError, match="Discriminator expects"):
         d(torch.randn(1, 3, 16, 16))
 
@@ -344,8 +371,17 @@ def test_discriminator_paper_scale_counts():
 def test_discriminator_r1_double_backward():
     """R1 regularisation needs grad of grad through blur / conv / lrelu."""
     torch.manual_seed(0)
-    d = Discriminator(16, channel_max=8)
-    x = torch.randn(2, 3, 16, 16, requires_grad=True)
-    (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
-    grad.square().sum().backward()
-    assert d.from_rgb.weight.grad is not None and torch.isfinite(d.from_rgb.weight.grad).all()
+    d = Discriminator(16, channel_max=8).double()
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+
+    def r1(create_graph):
+        (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=create_graph)
+        return grad.square().sum()
+
+    r1(True).backward()
+    w = d.from_rgb.weight
+    assert finite_and_nonzero(w.grad)
+    # d R1 / d weight (grad of grad) along a random direction equals finite differences of R1
+    v = torch.randn_like(w)
+    fd = directional_fd(lambda: r1(False), w, v)
+    assert (w.grad * v).sum().item() == pytest.approx(fd, rel=1e-5, abs=1e-8)

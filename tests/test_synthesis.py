@@ -105,13 +105,21 @@ def test_fencoder_shapes_and_eval_bn_folding():
 def test_tiny_synthesis_module_forward_backward():
     torch.manual_seed(0)
     m = tiny_module()
-    assert m.encoder.f_encoder is not None and m.encoder.map2style is not None and m.generator is not None
     x = torch.rand(2, 3, 32, 32)
     x_syn, f_syn = m(x)
     assert x_syn.shape == (2, 3, 32, 32) and f_syn.shape == (2, m.generator.feature_channels, 32, 32)
     (x_syn.mean() + f_syn.mean()).backward()
-    assert m.encoder.f_encoder.blocks[0].convs[0].weight.grad is not None
-    assert m.encoder.map2style.heads[-1].weight.grad is not None
+
+    def finite_and_nonzero(t):
+        return t is not None and bool(torch.isfinite(t).all()) and t.abs().sum().item() > 0
+
+    # E (F-encoder and map2style) and G are all on the path from x to x_syn
+    assert finite_and_nonzero(m.encoder.f_encoder.blocks[0].convs[0].weight.grad)
+    assert finite_and_nonzero(m.encoder.map2style.heads[-1].weight.grad)
+    assert finite_and_nonzero(m.generator.convs[-1].conv.weight.grad)
+    # W+ comes from map2style, not from G's own mapping network, and G starts at F
+    assert all(p.grad is None for p in m.generator.mapping.parameters())
+    assert m.generator.const.grad is None
     # output mapping: x_syn = (G(E(x)) + 1) / 2, E sees x in [0, 1] unchanged
     m.eval()
     with torch.no_grad():

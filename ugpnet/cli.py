@@ -46,12 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"ugpnet.commands.{module}")
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("ugpnet.commands"):
-                continue  # command not built yet
-            raise
+        mod = importlib.import_module(f"ugpnet.commands.{module}")  # a broken import fails here
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         _add_global_options(p)
         mod.add_arguments(p)
