@@ -16,8 +16,7 @@ import time
 import torch
 
 from ugpnet.config import load_config
-from ugpnet.methods import backbone_name, build_backbone
-from ugpnet.models.build import build_ugpnet
+from ugpnet.models.build import backbone_name, build_backbone, build_ugpnet
 
 
 def main(argv=None) -> int:
@@ -29,7 +28,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     cfg = load_config(profile="paper")
     ugp = build_ugpnet(cfg, "ugpnet", args.task).eval()
-    reg = build_backbone(cfg, backbone_name(cfg, "ugpnet", args.task), args.task).eval()
+    reg = build_backbone(cfg, backbone_name(cfg["methods"]["ugpnet"], args.task), args.task).eval()
     size = cfg["data"]["resolution"] // ugp.restoration.scale
     x = torch.rand(1, 3, size, size)
     times = {"ugpnet": [], "backbone": []}

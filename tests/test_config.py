@@ -10,11 +10,20 @@ def raw(repo_root):
 
 
 @pytest.mark.parametrize("profile", ["smoke", "paper", "tiny"])
-def test_every_profile_resolves_and_validates(raw, profile):
+def test_every_profile_resolves_and_plans(raw, profile):
+    from ugpnet.plan import Plan
+
     cfg = resolve(raw, profile)
     assert cfg["profile"] == profile
-    for method in cfg["table1"]["methods"]:
-        assert method in cfg["methods"]
+    assert cfg["data"]["resolution"] == cfg["stylegan2"]["size"]
+    plan = Plan.of(cfg)
+    cells = list(plan.table_cells())
+    assert {m for m, _ in cells} == set(cfg["table1"]["methods"])
+    for method, task in cells:  # every stage of every cell resolves what it reads
+        for stage in plan.stages(method, task):
+            inputs = plan.stage_inputs(method, task, stage.name)
+            assert inputs["gt"].startswith(plan.data) and ("kernels" in inputs) == (task == "deblur")
+        assert plan.final_model(method, task).startswith(plan.runs)
 
 
 def test_paper_profile_holds_the_paper_protocol(raw):

@@ -9,8 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent / "plugins"))
+from toy_backbone import ToyNet  # noqa: E402
 
 OVERRIDE = """
 plugins: [toy_backbone]
@@ -30,7 +36,8 @@ def test_toy_backbone_trains_and_runs_in_ugpnet(repo_root, tmp_path):
         shutil.copy(repo_root / name, tmp_path / name)
     shutil.copytree(repo_root / "workflow", tmp_path / "workflow")
     (tmp_path / "toy.yaml").write_text(OVERRIDE)
-    env = dict(os.environ, PYTHONPATH=str(repo_root / "tests" / "plugins"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(repo_root / "tests" / "plugins"), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "results/table1.csv",
                         "--configfile", "params.yaml", "toy.yaml", "--config", "profile=tiny"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
@@ -38,8 +45,15 @@ def test_toy_backbone_trains_and_runs_in_ugpnet(repo_root, tmp_path):
     assert r.returncode == 0, r.stderr[-4000:] + logs
     opts = json.loads((tmp_path / "runs/tiny/ugpnet/deblur/restoration/options.json").read_text())
     assert opts["options"]["backbone"] == "toy"
+    # the trained restoration module holds the toy network (width 8) as its backbone
+    weights = torch.load(tmp_path / "runs/tiny/ugpnet/deblur/restoration/model.pt",
+                         weights_only=True)["weights"]
+    backbone = {k[len("backbone."):]: v.shape for k, v in weights.items() if k.startswith("backbone.")}
+    assert backbone == {k: v.shape for k, v in ToyNet(width=8).state_dict().items()}
     df = pd.read_csv(tmp_path / "results" / "table1.csv", index_col="method")
-    assert list(df.index) == ["ugpnet"] and df.loc["ugpnet", "deblur_psnr"] > 5
+    mean = json.loads((tmp_path / "results/tiny/metrics/ugpnet/deblur.json").read_text())["mean"]
+    assert list(df.index) == ["ugpnet"]
+    assert df.loc["ugpnet", "deblur_psnr"] == pytest.approx(mean["psnr"], abs=1e-4)
     # the restored test images exist, one per test GT image, with the same names
     restored = sorted(p.name for p in (tmp_path / "results/tiny/restored/ugpnet/deblur/test").glob("*.png"))
     gt = sorted(p.name for p in (tmp_path / "data/tiny/gt/test").glob("*.png"))
