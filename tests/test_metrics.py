@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -425,7 +426,9 @@ def test_mismatched_sets_are_refused(tmp_path):
     with pytest.raises(DataError) as e:
         evaluate_dirs(pred, gt, metrics=("psnr",), progress=False)
     msg = str(e.value)
-    assert "c_missing" in msg and "zz_extra" in msg and "no prediction" in msg
+    assert "c_missing" in msg and "zz_extra" in msg
+    assert re.search(r"1 name\(s\) only in ground-truth folder '.*gt' \(missing from the prediction folder\): c_missing", msg)
+    assert re.search(r"1 name\(s\) only in prediction folder '.*pred' \(extra, not in the ground-truth folder\): zz_extra", msg)
 
 
 def test_duplicate_stems_are_refused(tmp_path):
