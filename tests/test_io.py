@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from ugpnet.errors import DataError
-from ugpnet.io import atomic_path, list_images, read_image, to_tensor, to_uint8, write_png
+from ugpnet.io import (atomic_path, index_by_stem, list_images, listing, pair_by_stem, read_image,
+                       to_tensor, to_uint8, write_png)
 
 
 def _png16(path, arr16, color_type=2):
@@ -79,3 +80,51 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------- pairing by stem
+def _touch_images(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(folder / n)
+    return folder
+
+
+def test_listing_shows_ten_then_count():
+    assert listing(["b", "a"]) == "b, a"
+    assert listing([f"n{i}" for i in range(12)]) == ", ".join(f"n{i}" for i in range(10)) + ", ... (2 more)"
+    assert listing([]) == ""
+
+
+def test_pair_by_stem_pairs_across_extensions_sorted(tmp_path):
+    a = _touch_images(tmp_path / "pred", ["b.png", "a.jpg", "c.bmp"])
+    b = _touch_images(tmp_path / "gt", ["c.png", "a.png", "b.png"])
+    pairs = pair_by_stem(a, b, "prediction folder", "ground-truth folder")
+    assert [(s, pa.name, pb.name) for s, pa, pb in pairs] == [
+        ("a", "a.jpg", "a.png"), ("b", "b.png", "b.png"), ("c", "c.bmp", "c.png")]
+
+
+def test_pair_by_stem_lists_missing_and_extra_names(tmp_path):
+    a = _touch_images(tmp_path / "lq", ["k.png", "x_extra.png"] + [f"e{i:02d}.png" for i in range(12)])
+    b = _touch_images(tmp_path / "gt", ["k.png", "m_missing.png"])
+    with pytest.raises(DataError) as e:
+        pair_by_stem(a, b, "degraded folder", "ground-truth folder", hint="Re-run it.")
+    msg = str(e.value)
+    assert f"degraded folder '{a}' and ground-truth folder '{b}' do not hold the same image names" in msg
+    assert (f"1 name(s) only in ground-truth folder '{b}' (missing from the degraded folder): "
+            f"m_missing;") in msg
+    extra = ", ".join([f"e{i:02d}" for i in range(10)]) + ", ... (3 more)"  # sorted: e00..e11, x_extra
+    assert (f"13 name(s) only in degraded folder '{a}' (extra, not in the ground-truth folder): "
+            f"{extra}.") in msg
+    assert msg.endswith(" Re-run it.")
+
+
+def test_duplicate_stems_are_refused(tmp_path):
+    a = _touch_images(tmp_path / "a", ["x.png", "x.jpg"])
+    b = _touch_images(tmp_path / "b", ["x.png"])
+    with pytest.raises(DataError, match=r"folder A '.*a' holds two images named 'x' \('x.jpg' and 'x.png'\)"):
+        pair_by_stem(a, b, "folder A", "folder B")
+    with pytest.raises(DataError, match=r"would both be written as 'x.png'"):
+        index_by_stem(list_images(a), "input", hint="they would both be written as '{stem}.png'.")
+    assert index_by_stem(list_images(b), "b") == {"x": b / "x.png"}
+

@@ -23,7 +23,9 @@ from ugpnet.losses import (
     g_nonsaturating_loss,
     r1_weight,
 )
+from ugpnet import pretrained
 from ugpnet.losses import vgg as vggmod
+from ugpnet.pretrained import store as weight_store
 
 PAIR_LOSSES = ["l1", "mse", "charbonnier", "psnr", "lpips", "contextual"]
 
@@ -228,20 +230,20 @@ def test_lpips_loss_input_scaling_and_resize(lpips_loss):
 # ------------------------------------------------------------------------------------- VGG
 def test_vgg_layer_tables():
     # torchvision indices: VGG19 relu3_4 ends features[:18] (official slice3 = range(9, 18))
-    assert vggmod.VGG_LAYERS["vgg19"]["relu3_4"] == 17
-    assert vggmod.VGG_LAYERS["vgg19"]["relu5_4"] == 35
-    assert vggmod.VGG_LAYERS["vgg16"]["relu3_3"] == 15
-    assert vggmod.VGG_LAYERS["vgg16"]["relu5_3"] == 29
-    assert vggmod.map_layer("relu3_4", "vgg16") == "relu3_3"
-    assert vggmod.map_layer("relu2_2", "vgg16") == "relu2_2"
-    assert vggmod.map_layer("relu3_3", "vgg19") == "relu3_3"
+    assert pretrained.VGG_LAYERS["vgg19"]["relu3_4"] == 17
+    assert pretrained.VGG_LAYERS["vgg19"]["relu5_4"] == 35
+    assert pretrained.VGG_LAYERS["vgg16"]["relu3_3"] == 15
+    assert pretrained.VGG_LAYERS["vgg16"]["relu5_3"] == 29
+    assert pretrained.map_layer("relu3_4", "vgg16") == "relu3_3"
+    assert pretrained.map_layer("relu2_2", "vgg16") == "relu2_2"
+    assert pretrained.map_layer("relu3_3", "vgg19") == "relu3_3"
     for bad in ("relu2_3", "conv3_1", "relu9_1"):
         with pytest.raises(ConfigError):
-            vggmod.map_layer(bad, "vgg19")
+            pretrained.map_layer(bad, "vgg19")
 
 
 def test_vgg16_fallback_matches_metrics_vgg():
-    from ugpnet.metrics import build_vgg16_features
+    from ugpnet.pretrained import build_vgg16_features
 
     ext = vggmod.build_vgg_features("relu3_4", backbone="vgg16")
     assert ext.source.startswith("vgg16/relu3_3") and ext.out_channels == 256
@@ -258,13 +260,13 @@ def test_vgg19_from_hub_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
-    ckpt = tmp_path / "checkpoints" / vggmod.VGG19_FILE
+    ckpt = tmp_path / "checkpoints" / pretrained.vgg.VGG19_FILE
     features = tvvgg.make_layers(tvvgg.cfgs["E"])  # torchvision's vgg19().features (no classifier)
     torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, ckpt)
     # its sha256 does not start with dcbb9e9d: treated as damaged
     with pytest.raises(CheckpointError, match="damaged"):
         vggmod.build_vgg_features("relu3_4", backbone="auto")
-    monkeypatch.setattr(vggmod, "_sha256_memo", lambda p: "dcbb9e9d" + "0" * 56)
+    monkeypatch.setattr(weight_store, "file_hash", lambda p, algo="sha256": "dcbb9e9d" + "0" * 56)
     ext = vggmod.build_vgg_features("relu3_4", backbone="auto")
     assert ext.arch == "vgg19" and ext.source.startswith("vgg19/relu3_4 (torchvision")
     x = _rand(1, 3, 16, 16, seed=13)

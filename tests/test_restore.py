@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from ugpnet.checkpoints import save_checkpoint
 from ugpnet.cli import main
 from ugpnet.config import load_config
 from ugpnet.io import write_png
 from ugpnet.models.build import build_ugpnet
-from ugpnet.training.common import save_checkpoint
 
 
 @pytest.fixture()

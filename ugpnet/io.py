@@ -101,14 +101,17 @@ def listing(names: Iterable[str], limit: int = LISTED) -> str:
 
 
 def index_by_stem(files: Sequence[Path], what: str, hint: str = "") -> dict[str, Path]:
-    """``{stem: path}``; DataError naming ``what`` when two files share a stem (``a.png``, ``a.jpg``)."""
+    """``{stem: path}``; DataError naming ``what`` when two files share a stem (``a.png``, ``a.jpg``).
+
+    ``hint`` (``{stem}`` is replaced by the stem) ends that message."""
     out: dict[str, Path] = {}
     for p in files:
         p = Path(p)
         if p.stem in out:
+            fix = hint.replace("{stem}", p.stem) if hint else (
+                "images are paired by file name without extension, keep one.")
             raise DataError(f"{what} holds two images named '{p.stem}' ('{out[p.stem].name}' and "
-                            f"'{p.name}'); " + (hint or "images are paired by file name without "
-                                                        "extension, keep one."))
+                            f"'{p.name}'); {fix}")
         out[p.stem] = p
     return out
 

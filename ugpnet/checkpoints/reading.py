@@ -48,8 +48,9 @@ def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint", *, hint: 
         raise CheckpointError(f"{what} at {path} is not a file (a folder?)")
     size = path.stat().st_size
     if size == 0:
+        fix = "Re-create or re-download it." if hint == DEFAULT_HINT else hint
         raise CheckpointError(f"{path}: cannot read {what}: empty file (0 bytes); the file was "
-                              f"truncated or never written. Re-create or re-download it.")
+                              f"truncated or never written. {fix}".rstrip())
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file

@@ -85,13 +85,14 @@ class RestrictedUnpickler(pickle.Unpickler):
         if self.policy.placeholder(module, name):
             self.placeholders.add(f"{module}.{name}")
             return _placeholder_class(module, name)
+        where = f"{self.source}: " if self.source else ""
         raise CheckpointError(
-            f"{self.source}: refusing to load: the pickle references '{module}.{name}', which the "
+            f"{where}refusing to load: the pickle references '{module}.{name}', which the "
             f"{self.policy.name} policy does not allow (it allows {self.policy.allows}). "
             f"{self.policy.hint}")
 
     def persistent_load(self, pid):
-        raise CheckpointError(f"{self.source}: unexpected persistent id in pickle ({type(pid).__name__})")
+        raise CheckpointError(f"unexpected persistent id in pickle ({type(pid).__name__})")
 
     def load(self):
         try:
@@ -110,9 +111,10 @@ def safe_unpickle_numpy(path: str | os.PathLike, hint: str = "Reinstall the pack
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
-            return RestrictedUnpickler(f, NUMPY_ONLY, source=path).load()
+            return RestrictedUnpickler(f, NUMPY_ONLY, source="").load()
     except CheckpointError as e:
-        raise CheckpointError(f"weight file '{path}' cannot be read safely ({e}). {hint}") from None
+        raise CheckpointError(f"weight file '{path}' cannot be read safely ({str(e).rstrip('.')}). "
+                              f"{hint}") from None
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError) as e:
         raise CheckpointError(f"weight file '{path}' cannot be read safely "

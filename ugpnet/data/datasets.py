@@ -5,7 +5,7 @@ Items are dicts ``{"lq": float32 [3,h,w] in [0,1], "gt": float32 [3,H,W] in [0,1
 :func:`ugpnet.io.read_image`.
 
 * :class:`PairedFolderDataset` — fixed pairs (val/test made by ``ugpnet degrade``), matched by file
-  stem; the two folders must hold the same set of stems.
+  stem (:func:`ugpnet.io.pair_by_stem`); the two folders must hold the same set of stems.
 * :class:`OnTheFlyDegradationDataset` — training: a fresh degradation per item and epoch from a
   caller-supplied ``degrade_fn(img_u8, rng) -> lq_u8`` (this module never imports the degradations).
   The randomness of item ``i`` in epoch ``e`` comes only from ``(seed, e, i)``, so a run is
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..io import list_images, read_image
+from ..io import list_images, pair_by_stem, read_image
 
 
 def _chw(img: np.ndarray) -> torch.Tensor:
@@ -32,16 +32,6 @@ def _chw(img: np.ndarray) -> torch.Tensor:
     if not img.flags.writeable:
         img = img.copy()
     return torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
-
-
-def _index_by_stem(files: list[Path], what: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for p in files:
-        if p.stem in out:
-            raise DataError(f"{what} holds two images named '{p.stem}' ('{out[p.stem].name}' and "
-                            f"'{p.name}'); keep one.")
-        out[p.stem] = p
-    return out
 
 
 def _check_u8(arr, name: str, who: str) -> np.ndarray:
@@ -61,23 +51,9 @@ class PairedFolderDataset(torch.utils.data.Dataset):
 
     def __init__(self, lq_dir: str | os.PathLike, gt_dir: str | os.PathLike):
         self.lq_dir, self.gt_dir = Path(lq_dir), Path(gt_dir)
-        lq = _index_by_stem(list_images(lq_dir, what="degraded (lq) folder"),
-                            f"degraded folder '{lq_dir}'")
-        gt = _index_by_stem(list_images(gt_dir, what="ground-truth folder"),
-                            f"ground-truth folder '{gt_dir}'")
-        if set(lq) != set(gt):
-            only_lq = sorted(set(lq) - set(gt))
-            only_gt = sorted(set(gt) - set(lq))
-            parts = []
-            if only_lq:
-                parts.append(f"{len(only_lq)} only in '{lq_dir}' (e.g. {only_lq[:3]})")
-            if only_gt:
-                parts.append(f"{len(only_gt)} only in '{gt_dir}' (e.g. {only_gt[:3]})")
-            raise DataError(f"degraded folder '{lq_dir}' and ground-truth folder '{gt_dir}' do not "
-                            f"hold the same image names: {'; '.join(parts)}. Re-run `ugpnet "
-                            f"degrade` for this split.")
-        self.names = sorted(gt)
-        self.pairs = [(n, lq[n], gt[n]) for n in self.names]
+        self.pairs = pair_by_stem(lq_dir, gt_dir, "degraded (lq) folder", "ground-truth folder",
+                                  hint="Re-run `ugpnet degrade` for this split.")
+        self.names = [n for n, _, _ in self.pairs]
 
     def __len__(self) -> int:
         return len(self.pairs)

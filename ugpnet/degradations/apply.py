@@ -180,7 +180,7 @@ def degrade_folder(task: str, seed: int, in_dir, out_dir, *, sigma: float | None
     manifest) or an array ``[N, K, K]``. ``workers > 1`` uses a process pool; the result is
     identical to ``workers=1``.
     """
-    from ..io import atomic_write_json, list_images
+    from ..io import atomic_write_json, index_by_stem, list_images
 
     _check_task(task)
     if int(seed) != seed or seed < 0:
@@ -208,14 +208,9 @@ def degrade_folder(task: str, seed: int, in_dir, out_dir, *, sigma: float | None
             raise ValueError(f"SR scale must be a positive integer, got {scale}")
         params = {"scale": int(scale), "resize": resize_library_info()}
 
-    files = list_images(in_dir, "input image folder")
-    names: dict[str, Path] = {}
-    for f in files:
-        name = output_name(f)
-        if name in names:
-            raise DataError(f"'{names[name].name}' and '{f.name}' in '{in_dir}' would both be "
-                            f"written as '{name}'; rename one of them.")
-        names[name] = f
+    by_stem = index_by_stem(list_images(in_dir, "input image folder"), f"input image folder '{in_dir}'",
+                            hint="they would both be written as '{stem}.png'; rename one of them.")
+    names = {output_name(f): f for f in by_stem.values()}
     _prepare_out_dir(in_dir, out_dir, set(names))
 
     job_params = {key: params[key] for key in ("sigma", "k", "scale") if key in params}

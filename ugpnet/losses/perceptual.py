@@ -29,7 +29,7 @@ class LPIPSLoss(nn.Module):
         if resize_px is not None and int(resize_px) < 16:
             raise ConfigError(f"LPIPSLoss: resize_px must be >= 16 or null, got {resize_px}")
         from ..metrics import get_lpips_model
-        from ..metrics.weights import lpips_backbone_state
+        from ..pretrained import lpips_backbone_state
 
         self.net = net
         self.loss_weight = float(loss_weight)

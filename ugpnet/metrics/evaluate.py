@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_json, list_images, read_image
+from ..io import atomic_write_json, listing, pair_by_stem, read_image
 
 SCHEMA = "ugpnet-evaluation/1"
 ALL_METRICS = ("psnr", "ssim", "lpips", "fid")
@@ -40,7 +40,6 @@ SSIM_KWARGS = dict(channel_axis=-1, data_range=255, gaussian_weights=True, sigma
                    use_sample_covariance=False)
 NONFINITE_NOTE = ('non-finite floats are written as the strings "inf", "-inf", "nan" (JSON has no '
                   'Infinity); float(value) reads them back')
-_MAX_LISTED = 10
 
 
 # ------------------------------------------------------------------------------- PSNR / SSIM
@@ -148,39 +147,11 @@ def parse_metrics(metrics) -> tuple[str, ...]:
     return tuple(m for m in ALL_METRICS if m in names)
 
 
-def _index_by_stem(files: Sequence[Path], what: str) -> dict:
-    out: dict = {}
-    for p in files:
-        if p.stem in out:
-            raise DataError(f"{what} has two images named '{p.stem}' ({out[p.stem].name}, {p.name}); "
-                            f"images are paired by name without extension, keep one.")
-        out[p.stem] = p
-    return out
-
-
-def _listing(names: Sequence[str]) -> str:
-    names = sorted(names)
-    shown = ", ".join(names[:_MAX_LISTED])
-    return shown + (f", ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else "")
-
-
 def pair_files(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     """``[(stem, pred_path, gt_path)]`` sorted by stem; DataError unless both folders hold the same
-    names (the message lists missing and extra names)."""
-    pred = _index_by_stem(list_images(pred_dir, what="prediction folder"), f"prediction folder '{pred_dir}'")
-    gt = _index_by_stem(list_images(gt_dir, what="ground-truth folder"), f"ground-truth folder '{gt_dir}'")
-    missing = sorted(set(gt) - set(pred))
-    extra = sorted(set(pred) - set(gt))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} ground-truth image(s) have no prediction: {_listing(missing)}")
-        if extra:
-            parts.append(f"{len(extra)} prediction(s) have no ground truth: {_listing(extra)}")
-        raise DataError(f"prediction folder '{pred_dir}' and ground-truth folder '{gt_dir}' do not "
-                        f"hold the same image names; {'; '.join(parts)}. Images are paired by file "
-                        f"name without extension: restore the missing images or remove the extra ones.")
-    return [(s, pred[s], gt[s]) for s in sorted(gt)]
+    names (:func:`ugpnet.io.pair_by_stem`: the message lists missing and extra names)."""
+    return pair_by_stem(pred_dir, gt_dir, "prediction folder", "ground-truth folder",
+                        hint="Restore the missing images or remove the extra ones.")
 
 
 def library_versions() -> dict:
@@ -330,7 +301,7 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
                 fid_proto["note"] = note
     if non_png:
         proto["notes"].append(f"{len(non_png)} file(s) are not PNG (lossy formats change the "
-                              f"scores): {_listing([Path(p).name for p in non_png])}")
+                              f"scores): {listing(sorted(Path(p).name for p in non_png))}")
     return {"mean": mean, "per_image": per_image, "protocol": proto}
 
 

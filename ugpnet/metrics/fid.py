@@ -5,7 +5,7 @@ term evaluated exactly by eigendecomposition; see :func:`frechet_distance`).
 Protocol (same as the ``pytorch-fid`` command line): each 8-bit RGB image becomes a float tensor in
 [0, 1], is resized bilinearly to 299x299 (``align_corners=False``) and scaled to [-1, 1] inside
 ``InceptionV3``; ``mu`` is the mean and ``sigma`` the ``np.cov(rowvar=False)`` of the float64 features.
-Weights come from :mod:`ugpnet.metrics.weights` (offline). FID from fewer than 2,048 images is biased
+Weights come from :mod:`ugpnet.pretrained` (offline). FID from fewer than 2,048 images is biased
 upwards (the covariance is rank-deficient); result files carry a warning in that case. FID needs at
 least 2 images per set.
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_path, list_images, read_image, sha256_file
-from .weights import build_fid_inception_skeleton, cache_dir, fid_inception_state
+from ..pretrained import build_fid_inception_skeleton, cache_dir, fid_inception_state
 
 FID_DIMS = 2048
 FID_MIN_IMAGES = 2
@@ -76,9 +76,7 @@ def get_fid_model(device: str = "cpu"):
 
 def _shared_model(device: str):
     """One FID model per device per process (it is frozen and stateless)."""
-    from .weights import cache_dir as _cd
-
-    key = (str(device), str(_cd()))
+    key = (str(device), str(cache_dir()))
     with _models_lock:
         if key not in _models:
             _models[key] = get_fid_model(device)

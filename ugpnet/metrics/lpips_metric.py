@@ -1,7 +1,7 @@
 """LPIPS (Zhang et al. 2018) via the ``lpips`` package, v0.1, nets ``alex`` (default) and ``vgg``.
 
 Protocol: the model is ``lpips.LPIPS(net=..., version='0.1', pnet_rand=True)`` (so the package does not
-download) with the ImageNet backbone weights from :mod:`ugpnet.metrics.weights` loaded into ``net.net``;
+download) with the ImageNet backbone weights from :mod:`ugpnet.pretrained` loaded into ``net.net``;
 the linear layers are the v0.1 weights shipped in the ``lpips`` wheel. 8-bit RGB images are scaled to
 [-1, 1] exactly as ``lpips.im2tensor`` does (``x / 127.5 - 1``), full resolution, no resize or crop.
 The dropout layers in front of the linear layers are replaced by identities, so the model gives the
@@ -15,7 +15,8 @@ import warnings
 import numpy as np
 
 from ..errors import DataError
-from .weights import LPIPS_LIN_CHANNELS, _check_net, lpips_backbone_state, lpips_linear_weights_file
+from ..pretrained.lpips_nets import LPIPS_LIN_CHANNELS, check_net, lpips_backbone_state, lpips_linear_weights_file
+from ..pretrained.store import read_weights
 
 LPIPS_VERSION = "0.1"
 _lock = threading.Lock()
@@ -34,7 +35,7 @@ def _load_backbone_into(model, net: str) -> dict:
         raise AssertionError(f"LPIPS {net}: {len(state)} backbone tensors but {len(mapped)} slots")
     model.net.load_state_dict(mapped, strict=True)
     # the lpips package loads its linear layers with strict=False: make sure they really arrived
-    ref = torch.load(lpips_linear_weights_file(net), map_location="cpu", weights_only=True)
+    ref = read_weights(lpips_linear_weights_file(net))
     for i, ch in enumerate(LPIPS_LIN_CHANNELS[net]):
         w = model.lins[i].model[-1].weight
         if tuple(w.shape) != (1, ch, 1, 1) or not torch.equal(w.detach().cpu(),
@@ -51,7 +52,7 @@ def get_lpips_model(net: str = "alex", device: str = "cpu"):
     import lpips
     import torch.nn as nn
 
-    net = _check_net(net)
+    net = check_net(net)
     with _lock, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision 'pretrained' deprecation inside lpips
         model = lpips.LPIPS(net=net, version=LPIPS_VERSION, pnet_rand=True, verbose=False)
@@ -67,7 +68,7 @@ def lpips_protocol(net: str = "alex") -> dict:
     """Description of the LPIPS setup for result files."""
     from importlib.metadata import version
 
-    _, info = lpips_backbone_state(_check_net(net))
+    _, info = lpips_backbone_state(check_net(net))
     return {
         "net": net, "version": LPIPS_VERSION, "package": f"lpips {version('lpips')}",
         "linear_weights": f"lpips package weights/v{LPIPS_VERSION}/{net}.pth",
@@ -94,7 +95,7 @@ class LPIPSMetric:
     float tensors ``[N,3,H,W]`` in [0, 1] returns a ``[N]`` tensor (no gradient)."""
 
     def __init__(self, net: str = "alex", device: str = "cpu"):
-        self.net = _check_net(net)
+        self.net = check_net(net)
         self.device = device
         self.model = get_lpips_model(net, device)
 

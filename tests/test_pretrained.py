@@ -1,0 +1,100 @@
+"""ugpnet.pretrained: the store (paths, hashes, converted files) and the layer tables.
+
+The sources of real weights (hub files, carriers) are exercised by tests/test_metrics.py and
+tests/test_losses.py; these tests need no pretrained file.
+"""
+import hashlib
+import os
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from ugpnet.errors import CheckpointError
+from ugpnet.pretrained import archs, store
+
+
+def test_cache_dir_follows_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("UGPNET_CACHE", str(tmp_path / "c"))
+    assert store.cache_dir() == tmp_path / "c" and store.weights_cache_dir() == tmp_path / "c" / "weights"
+    monkeypatch.delenv("UGPNET_CACHE")
+    assert store.cache_dir() == type(tmp_path)(os.path.expanduser("~")) / ".cache" / "ugpnet"
+
+
+def test_file_hash_is_memoised_per_size_and_mtime(tmp_path):
+    p = tmp_path / "w.bin"
+    p.write_bytes(b"abc")
+    assert store.file_hash(p) == hashlib.sha256(b"abc").hexdigest()
+    assert store.file_hash(p, "sha1") == hashlib.sha1(b"abc").hexdigest()
+    p.write_bytes(b"abcd")  # new size: recomputed, not served from the memo
+    assert store.file_hash(p) == hashlib.sha256(b"abcd").hexdigest()
+
+
+def test_hub_file_name_prefix_check(tmp_path):
+    data = b"weights"
+    prefix = hashlib.sha256(data).hexdigest()[:8]
+    good, bad = tmp_path / f"net-{prefix}.pth", tmp_path / "net-00000000.pth"
+    good.write_bytes(data)
+    bad.write_bytes(data)
+    assert store.hub_file_ok(good) and not store.hub_file_ok(bad)
+
+
+def _state():
+    g = torch.Generator().manual_seed(0)
+    return OrderedDict([("0.weight", torch.randn(4, 3, 3, 3, generator=g)), ("0.bias", torch.randn(4, generator=g))])
+
+
+def test_converted_file_round_trip_and_checks(tmp_path):
+    state, path = _state(), tmp_path / "weights" / "conv.pt"
+    shapes = archs.features_shapes(OrderedDict([(0, (4, 3, 3, 3))]))
+    meta = {"source": "test", "tensor_sha256": store.tensor_digest(state)}
+    store.save_converted(path, state, meta)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["conv.pt"]  # no temporary left
+    got, got_meta = store.load_converted(path, shapes)
+    assert got_meta == meta and all(torch.equal(got[k], state[k]) for k in state)
+    # expected shapes that do not fit: the one mismatch message
+    with pytest.raises(CheckpointError) as e:
+        store.load_converted(path, {"0.weight": (8, 3, 3, 3), "0.bias": (4,), "1.weight": (1,)})
+    msg = str(e.value)
+    assert msg.startswith(f"weights from '{path}' does not fit the expected network")
+    assert "missing (1): 1.weight" in msg and "0.weight: file (4, 3, 3, 3) vs model (8, 3, 3, 3)" in msg
+    # tampered tensors fail the recorded checksum
+    state["0.bias"][0] += 1
+    store.save_converted(path, state, meta)
+    with pytest.raises(CheckpointError, match="checksum"):
+        store.load_converted(path, shapes)
+    torch.save({"state": state}, path)
+    with pytest.raises(CheckpointError, match="unknown format"):
+        store.load_converted(path, shapes)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty file \(0 bytes\).*Delete it"):
+        store.load_converted(path, shapes)
+
+
+def test_memo_computes_once_until_cleared():
+    calls = []
+    key = ("test_memo", id(calls))
+    assert store.memoised(key, lambda: calls.append(1) or "v") == "v"
+    assert store.memoised(key, lambda: calls.append(1) or "w") == "v" and calls == [1]
+    store.clear_memo()
+    assert store.memoised(key, lambda: calls.append(1) or "w") == "w" and calls == [1, 1]
+
+
+@pytest.mark.parametrize("arch,ctor", [("vgg16", "vgg16"), ("vgg19", "vgg19")])
+def test_vgg_tables_match_torchvision(arch, ctor):
+    import torchvision
+
+    with torch.device("meta"):
+        ref = getattr(torchvision.models, ctor)(weights=None).features
+    shapes = archs.features_shapes(archs.vgg_convs(arch))
+    assert {k: tuple(v.shape) for k, v in ref.state_dict().items()} == dict(shapes)
+    relus = [i for i, m in enumerate(ref) if isinstance(m, torch.nn.ReLU)]
+    assert list(archs.VGG_LAYERS[arch].values()) == relus
+
+
+def test_alexnet_table_matches_torchvision():
+    import torchvision
+
+    with torch.device("meta"):
+        ref = torchvision.models.alexnet(weights=None).features.state_dict()
+    assert {k: tuple(v.shape) for k, v in ref.items()} == dict(archs.features_shapes(archs.ALEXNET_CONVS))
