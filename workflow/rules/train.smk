@@ -7,7 +7,6 @@ rule pretrain_prior:
     params:
         cli=UGPNET,
         stylegan2=CFG["stylegan2"],
-        data=DATA,
         out=lambda w, output: dirname(output.model),
     threads: CFG["threads"]["train"]
     conda:
@@ -15,7 +14,7 @@ rule pretrain_prior:
     log:
         f"{LOGS}/pretrain_prior.log",
     shell:
-        "{params.cli} pretrain-prior --data {params.data} --out {params.out}"
+        "{params.cli} pretrain-prior --out {params.out}"
         " --threads {threads} --no-progress > {log} 2>&1"
 
 
@@ -29,8 +28,6 @@ rule train:
     params:
         cli=UGPNET,
         stage=lambda w: PLAN.stage_config(w.method, w.task, w.stage),
-        data=DATA,
-        runs=RUNS,
     threads: CFG["threads"]["train"]
     conda:
         ENV
@@ -38,5 +35,4 @@ rule train:
         f"{LOGS}/train_{{method}}_{{task}}_{{stage}}.log",
     shell:
         "{params.cli} train --method {wildcards.method} --task {wildcards.task}"
-        " --stage {wildcards.stage} --data {params.data} --runs {params.runs}"
-        " --threads {threads} --no-progress > {log} 2>&1"
+        " --stage {wildcards.stage} --threads {threads} --no-progress > {log} 2>&1"
