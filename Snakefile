@@ -1,8 +1,9 @@
 # ugpnet-bench workflow: prepare data -> degrade -> train -> restore -> evaluate -> tables.
 #   snakemake --cores all results/table1.csv                       (profile from params.yaml: smoke)
-#   snakemake --cores all results/table1.csv --config profile=paper
+#   snakemake --cores all results/table1.csv --config profile=paper experiment=my_ablation
 # Every number comes from params.yaml (resolved and validated by ugpnet.config); each rule declares
 # the config slice it reads under `params:`, so changing it reruns exactly the affected jobs.
+# What defines a run and when it reruns: docs/RUNS.md.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -13,7 +13,9 @@ def raw(repo_root):
 def test_every_profile_resolves_and_plans(raw, profile):
     from ugpnet.plan import Plan
 
-    cfg = resolve(raw, profile)
+    # the paper profile needs the user's StyleGAN2 (refused without one: test_runs.py)
+    sets = ["stylegan2.checkpoint=/weights/stylegan2-ffhq-512x512.pkl"] if profile == "paper" else []
+    cfg = resolve(raw, profile, sets)
     assert cfg["profile"] == profile
     assert cfg["data"]["resolution"] == cfg["stylegan2"]["size"]
     plan = Plan.of(cfg)
@@ -76,3 +78,22 @@ def test_resolved_file_round_trips(raw, tmp_path):
 def test_plugins_must_import(raw):
     with pytest.raises(ConfigError, match="plugin"):
         resolve({**raw, "plugins": ["no_such_module_xyz"]}, "smoke")
+
+
+def test_train_val_test_use_three_kernel_banks_and_data_folders_follow_content(raw):
+    from ugpnet.plan import Plan
+
+    plan = Plan.of(resolve(raw, "smoke"))
+    banks = {s: plan.degrade_bank("deblur", s) for s in ("val", "test")}
+    train = plan.stage_inputs("nafnet", "deblur", "train")["kernels"]
+    assert len({train, banks["val"], banks["test"]}) == 3
+    assert len({plan.kernel_seed(b) for b in ("train", "val", "test")}) == 3
+    assert plan.degrade_seed("val") != plan.degrade_seed("test")
+    assert plan.degrade_bank("denoise", "val") is None
+    other = Plan.of(resolve(raw, "smoke", ["degradations.denoise.sigma=0.2"]))
+    assert other.lq_dir("denoise", "test") != plan.lq_dir("denoise", "test")  # never overwritten
+    assert other.lq_dir("deblur", "test") == plan.lq_dir("deblur", "test")    # still shared
+    assert other.gt_root() == plan.gt_root()
+    exp = Plan.of(resolve(raw, "smoke", experiment="abl"))
+    assert exp.runs == "runs/smoke/abl" and exp.results == "results/smoke/abl"
+    assert exp.data == plan.data

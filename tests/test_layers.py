@@ -25,6 +25,8 @@ ALLOWED = {
     "ugpnet.models": {"ugpnet.checkpoints", "ugpnet.errors", "ugpnet.io", "ugpnet.pretrained",
                       "ugpnet.registry"},
 }
+# what made a file (code version, content digests): beside io, used from training upwards
+ALLOWED["ugpnet.provenance"] = {"ugpnet"}
 # the layers above: training <- methods (kinds) <- plan/restore/tables <- config <- commands/cli
 _BELOW_TRAINING = set().union(*ALLOWED.values()) | set(ALLOWED)
 ALLOWED["ugpnet.training"] = _BELOW_TRAINING - {"ugpnet"} | {"ugpnet"}

@@ -6,14 +6,14 @@ with its own discriminator, a frozen StyleGAN2 prior read from a file) is enable
 into results/table1.csv. No file of the repository is touched.
 """
 import json
-import os
-import shutil
-import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+
+from workspace import copy_workflow, env_with, failure, plan_for, snakemake
 
 OVERRIDE = """
 plugins: [toy_generative]
@@ -38,50 +38,52 @@ overrides:
 
 @pytest.fixture(scope="module")
 def toy_run(repo_root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("toygan")
-    for name in ("Snakefile", "params.yaml"):
-        shutil.copy(repo_root / name, work / name)
-    shutil.copytree(repo_root / "workflow", work / "workflow")
+    work = copy_workflow(tmp_path_factory.mktemp("toygan"))
     (work / "toygan.yaml").write_text(OVERRIDE)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(repo_root / "tests" / "plugins"), os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "results/table1.csv",
-                        "--configfile", "params.yaml", "toygan.yaml", "--config", "profile=tiny"],
-                       cwd=work, env=env, capture_output=True, text=True, timeout=1200)
-    logs = "\n".join(p.read_text()[-2000:] for p in (work / "logs").rglob("*.log"))
-    assert r.returncode == 0, r.stderr[-4000:] + logs
+    r = snakemake(["--cores", "2", "results/table1.csv", "--configfile", "params.yaml",
+                   "toygan.yaml", "--config", "profile=tiny"], work,
+                  env=env_with(repo_root / "tests" / "plugins"), timeout=1200)
+    assert r.returncode == 0, failure(r, work)
     return work
 
 
-def test_toy_generative_method_reaches_table1(toy_run):
+@pytest.fixture(scope="module")
+def plan(toy_run, repo_root):
+    sys.path.insert(0, str(repo_root / "tests" / "plugins"))  # the plugin registers its kind
+    try:
+        return plan_for(toy_run, configfiles=["toygan.yaml"])
+    finally:
+        sys.path.pop(0)
+
+
+def test_toy_generative_method_reaches_table1(toy_run, plan):
     df = pd.read_csv(toy_run / "results" / "table1.csv", index_col="method")
     assert list(df.index) == ["toygan"] and df.loc["toygan", "family"] == "generative"
-    mean = json.loads((toy_run / "results/tiny/metrics/toygan/deblur.json").read_text())["mean"]
+    mean = json.loads(Path(plan.metrics_file("toygan", "deblur")).read_text())["mean"]
     for metric in ("psnr", "ssim", "lpips", "fid"):
         assert df.loc["toygan", f"deblur_{metric}"] == pytest.approx(mean[metric], abs=1e-4)
-    restored = sorted(p.name for p in (toy_run / "results/tiny/restored/toygan/deblur/test").glob("*.png"))
-    gt = sorted(p.name for p in (toy_run / "data/tiny/gt/test").glob("*.png"))
+    restored = sorted(p.name for p in Path(plan.restored_dir("toygan", "deblur", "test")).glob("*.png"))
+    gt = sorted(p.name for p in Path(plan.gt_dir("test")).glob("*.png"))
     assert restored == gt and gt
 
 
-def test_both_stages_ran_in_order_and_the_second_was_adversarial(toy_run):
-    runs = toy_run / "runs/tiny/toygan/deblur"
-    warm = json.loads((runs / "warmup/options.json").read_text())["options"]
-    adv = json.loads((runs / "adversarial/options.json").read_text())["options"]
+def test_both_stages_ran_in_order_and_the_second_was_adversarial(toy_run, plan):
+    warm_dir = Path(plan.stage_dir("toygan", "deblur", "warmup"))
+    adv_dir = Path(plan.stage_dir("toygan", "deblur", "adversarial"))
+    warm = json.loads((warm_dir / "options.json").read_text())["options"]
+    adv = json.loads((adv_dir / "options.json").read_text())["options"]
     assert warm["stage"] == "warmup" and adv["stage"] == "adversarial"
-    assert adv["inputs"]["warmup"].endswith("runs/tiny/toygan/deblur/warmup/model.pt")
-    log = [json.loads(line) for line in (runs / "adversarial/log.jsonl").read_text().splitlines()]
+    assert (toy_run / adv["inputs"]["warmup"]).resolve() == (warm_dir / "model.pt").resolve()
+    log = [json.loads(line) for line in (adv_dir / "log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and all(r["d_loss"] > 0 and r["adversarial"] > 0 for r in log)
-    summary = json.loads((runs / "adversarial/summary.json").read_text())
+    summary = json.loads((adv_dir / "summary.json").read_text())
     assert summary["select_metric"] == "final" and summary["selected_iter"] == 4
 
 
-def test_prior_stayed_frozen(toy_run):
-    prior = torch.load(toy_run / "runs/tiny/prior/model.pt", weights_only=True)["g_ema"]
-    final = torch.load(toy_run / "runs/tiny/toygan/deblur/adversarial/model.pt",
-                       weights_only=True)["weights"]
-    warm = torch.load(toy_run / "runs/tiny/toygan/deblur/warmup/model.pt",
-                      weights_only=True)["weights"]
+def test_prior_stayed_frozen(plan):
+    prior = torch.load(plan.pretrained_prior(), weights_only=True)["g_ema"]
+    final = torch.load(plan.final_model("toygan", "deblur"), weights_only=True)["weights"]
+    warm = torch.load(plan.stage_model("toygan", "deblur", "warmup"), weights_only=True)["weights"]
     for k, v in prior.items():
         assert torch.equal(final[f"prior.{k}"], v), k
     # while the rest of the network did train in the adversarial stage

@@ -32,6 +32,9 @@ def _add_global_options(p: argparse.ArgumentParser) -> None:
                    help="params.yaml to read (default: ./params.yaml or $UGPNET_PARAMS)")
     g.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS,
                    help="profile in params.yaml (smoke, paper, tiny, ...)")
+    g.add_argument("--experiment", metavar="NAME", default=argparse.SUPPRESS,
+                   help="experiment name: runs/results/logs go to <profile>/<NAME>/ "
+                        "(default: params.yaml 'experiment', else 'default')")
     g.add_argument("--set", metavar="KEY=VALUE", action="append", default=argparse.SUPPRESS,
                    help="override one key, e.g. --set methods.nafnet.train.lr=2e-4 (repeatable)")
 
@@ -57,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for key in ("params", "profile"):
+    for key in ("params", "profile", "experiment"):
         if not hasattr(args, key):
             setattr(args, key, None)
     if not hasattr(args, "set"):

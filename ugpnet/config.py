@@ -108,11 +108,11 @@ def validate(cfg: Mapping, source: str = "params.yaml") -> None:
 
 
 def resolve(raw: Mapping, profile: str | None = None, sets: Iterable[str] = (),
-            source: str = "params.yaml") -> dict:
+            source: str = "params.yaml", experiment: str | None = None) -> dict:
     """Resolve the raw params.yaml content for ``profile`` (see module docstring)."""
     if not isinstance(raw, Mapping) or "defaults" not in raw or "profiles" not in raw:
         raise ConfigError(f"{source} must have top-level keys 'defaults' and 'profiles'")
-    allowed_top = {"profile", "plugins", "defaults", "profiles", "overrides"}
+    allowed_top = {"profile", "experiment", "plugins", "defaults", "profiles", "overrides"}
     extra = set(raw) - allowed_top
     if extra:
         raise ConfigError(f"{source}: unknown top-level keys {sorted(extra)}; allowed: "
@@ -125,6 +125,7 @@ def resolve(raw: Mapping, profile: str | None = None, sets: Iterable[str] = (),
     cfg = deep_merge(cfg, raw.get("overrides") or {})
     cfg = deep_merge(cfg, parse_set_items(sets))
     cfg["profile"] = profile
+    cfg["experiment"] = str(experiment or raw.get("experiment") or "default")
     cfg["plugins"] = list(raw.get("plugins") or []) + list(cfg.get("plugins") or [])
     import_plugins(cfg["plugins"])  # first: plugins register the kinds validation asks for
     validate(cfg, source)
@@ -163,18 +164,19 @@ def load_params_file(path: str | os.PathLike) -> dict:
 
 
 def load_config(args: Any = None, *, params: str | None = None, profile: str | None = None,
-                sets: Iterable[str] = ()) -> dict:
+                sets: Iterable[str] = (), experiment: str | None = None) -> dict:
     """Resolved config from CLI ``args`` (``args.params``, ``args.profile``, ``args.set``)."""
     extra = list(sets)
     if args is not None:
         params = getattr(args, "params", None) or params
         profile = getattr(args, "profile", None) or profile
+        experiment = getattr(args, "experiment", None) or experiment
         sets = list(getattr(args, "set", None) or []) + extra
         cached = getattr(args, "_resolved_config", None)
         if cached is not None and not extra:
             return cached
     path = find_params(params)
-    cfg = resolve(load_params_file(path), profile, sets, source=str(path))
+    cfg = resolve(load_params_file(path), profile, sets, source=str(path), experiment=experiment)
     if args is not None and not extra:
         try:
             args._resolved_config = cfg
@@ -183,24 +185,20 @@ def load_config(args: Any = None, *, params: str | None = None, profile: str | N
     return cfg
 
 
-def fmt_path(template: str, cfg: Mapping) -> str:
-    """Expand ``{profile}`` in configured paths."""
-    return template.format(profile=cfg["profile"])
-
-
-def write_resolved(cfg: Mapping, path: str | os.PathLike) -> str:
-    """Write a resolved config as a one-profile params file the CLI can read (atomic).
-
-    Only rewritten when its content changes, so its timestamp is stable between invocations.
-    """
+def write_resolved(cfg: Mapping, folder: str | os.PathLike) -> str:
+    """Write a resolved config as a one-profile params file the CLI can read, named by its
+    content (``<folder>/<hash>.yaml``) and written only if absent: reading a new configuration
+    (even a dry run) never changes a file that running jobs read."""
     from .io import atomic_write_text
+    from .provenance import digest_of
 
     cfg = dict(cfg)
     profile = cfg.pop("profile")
+    experiment = cfg.pop("experiment", "default")
     plugins = cfg.pop("plugins", [])
-    text = yaml.safe_dump({"profile": profile, "plugins": plugins, "defaults": cfg,
-                           "profiles": {profile: {}}}, sort_keys=False)
-    path = Path(path)
-    if not path.exists() or path.read_text() != text:
+    text = yaml.safe_dump({"profile": profile, "experiment": experiment, "plugins": plugins,
+                           "defaults": cfg, "profiles": {profile: {}}}, sort_keys=False)
+    path = Path(folder) / f"{digest_of(text)}.yaml"
+    if not path.exists():
         atomic_write_text(path, text)
     return str(path)

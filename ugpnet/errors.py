@@ -20,3 +20,7 @@ class DataError(UGPNetError):
 
 class CheckpointError(UGPNetError):
     """A checkpoint or pretrained weight file is missing or does not fit the model."""
+
+
+class RunLockedError(UGPNetError):
+    """Another process is training in the same run folder."""

@@ -36,15 +36,45 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LISTED = 10  # names listed in error messages before "... (N more)"
 
 
+_UMASK: int | None = None
+
+
+def umask() -> int:
+    """The process umask (read once; ``os.umask`` can only be read by setting it)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+def respect_umask(path: str | os.PathLike, folder: bool = False) -> None:
+    """Give a file made by ``mkstemp`` (0600) or a folder made by ``mkdtemp`` (0700) the mode a
+    plain ``open``/``mkdir`` would have given it (0666/0777 minus the umask), so results stay
+    readable by a group on a shared server."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask())
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """``tempfile.mkdtemp`` in ``parent`` with the umask's mode (see :func:`respect_umask`)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    respect_umask(tmp, folder=True)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    The file gets the mode of a plain ``open(path, "w")`` (0666 minus the umask), not mkstemp's
+    0600; a file that fails half-way is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
                                dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    respect_umask(tmp_path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -3,16 +3,23 @@
 One place for both the CLI and the Snakemake workflow, so they always agree; the workflow asks
 the plan (and the plan asks the method kinds), it never names a kind or a stage itself.
 
-Layout (``paths`` in params.yaml)::
+Layout (``paths`` in params.yaml; ``<id>`` = a short hash of the configuration that defines the
+folder's content, so two experiments share data exactly when they would make the same data, and
+never overwrite each other's)::
 
-    <data>/gt/{train,val,test}/*.png, gt/manifest.json          ugpnet prepare
-    <data>/kernels/{train,test}.npy                              ugpnet kernels
-    <data>/lq/<task>/{val,test}/*.png, .../manifest.json        ugpnet degrade
-    <runs>/prior/model.pt                                        ugpnet pretrain-prior
-    <runs>/<method>/<task>/<stage>/model.pt                      ugpnet train (one per stage)
-    <results>/restored/<method>/<task>/<split>/[<output>/]*.png  ugpnet restore
-    <results>/metrics/<method>/<task>.json                       ugpnet evaluate (test split)
-    <results>/metrics_val/<method>/<task>/<output>.json          every output on the val split
+    <data>/gt-<id>/{train,val,test}/*.png, manifest.json           ugpnet prepare
+    <data>/kernels/{train,val,test}-<id>.npy                        ugpnet kernels (3 seeds)
+    <data>/lq/<task>-<id>/{val,test}/*.png, manifest.json          ugpnet degrade
+    <runs>/prior/model.pt                                           ugpnet pretrain-prior
+    <runs>/<method>/<task>/<stage>/model.pt                         ugpnet train (one per stage)
+    <results>/restored/<method>/<task>/<split>/[<output>/]*.png     ugpnet restore
+    <results>/metrics/<method>/<task>.json                          ugpnet evaluate (test split)
+    <results>/metrics_val/<method>/<task>/<output>.json             every output on the val split
+    <results>/table1.{csv,json,png}                                 ugpnet table
+    results/table1.{csv,json,png}                                   the active experiment's copy
+
+with ``<data> = data/<profile>``, ``<runs> = runs/<profile>/<experiment>``, ``<results> =
+results/<profile>/<experiment>`` and logs in ``logs/<profile>/<experiment>``.
 """
 from __future__ import annotations
 
@@ -20,11 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from .data import layout
 from .errors import ConfigError
 from .methods import (Data, MethodModel, Previous, Prior, StageContext, UserFile, check_task,
                       get_kind)
 from .methods.contract import MethodKind, Stage
+from .provenance import digest_of, input_digest
+from .training.run import operational_of, strip_operational
+
+KERNEL_BANKS = ("train", "val", "test")
+KERNEL_SEED_OFFSET = {"train": 0, "test": 1, "val": 2}  # separate banks: no kernel is shared
+DEGRADE_SEED_OFFSET = {"test": 0, "val": 1}
+TASKS = ("denoise", "deblur", "sr")
+
+
+def _fmt(template: str, cfg: Mapping) -> str:
+    return template.format(profile=cfg["profile"], experiment=cfg.get("experiment", "default"))
 
 
 @dataclass
@@ -39,9 +56,12 @@ class Plan:
     def of(cls, cfg: Mapping, data: str | None = None, runs: str | None = None,
            results: str | None = None) -> "Plan":
         p = cfg["paths"]
-        fmt = lambda t: t.format(profile=cfg["profile"])  # noqa: E731
-        return cls(cfg, str(data or fmt(p["data"])), str(runs or fmt(p["runs"])),
-                   str(results or fmt(p["results"])), f"logs/{cfg['profile']}")
+        return cls(cfg, str(data or _fmt(p["data"], cfg)), str(runs or _fmt(p["runs"], cfg)),
+                   str(results or _fmt(p["results"], cfg)), _fmt(p["logs"], cfg))
+
+    @property
+    def experiment(self) -> str:
+        return self.cfg.get("experiment", "default")
 
     # ------------------------------------------------------------------ methods and stages
     def kind(self, method: str) -> MethodKind:
@@ -62,8 +82,10 @@ class Plan:
         return self.kind(method).stage(self.mcfg(method), task, stage)
 
     def stage_config(self, method: str, task: str, stage: str) -> dict:
+        """The configuration slice that defines a stage's result, without operational keys
+        (what the workflow reruns on, and what enters the stage's identity)."""
         self.stage(method, task, stage)
-        return self.kind(method).stage_config(self.cfg, method, task, stage)
+        return strip_operational(self.kind(method).stage_config(self.cfg, method, task, stage))
 
     def outputs(self, method: str) -> tuple[str, ...]:
         return tuple(self.kind(method).outputs)
@@ -88,21 +110,70 @@ class Plan:
             names += [o for o in self.outputs(m) if o not in names]
         return names
 
-    # ------------------------------------------------------------------ data
+    # ------------------------------------------------------------------ data (content-addressed)
+    def data_config(self) -> dict:
+        """What defines the prepared ground truth."""
+        d = self.cfg["data"]
+        out = {k: d[k] for k in ("source", "resolution", "seed")}
+        out[d["source"]] = d[d["source"]]
+        return out
+
+    def gt_id(self) -> str:
+        return digest_of(self.data_config())[:8]
+
+    def gt_root(self) -> str:
+        return str(Path(self.data) / f"gt-{self.gt_id()}")
+
     def gt_manifest(self) -> str:
-        return str(layout.gt_manifest(self.data))
+        return str(Path(self.gt_root()) / "manifest.json")
 
     def gt_dir(self, split: str) -> str:
-        return str(layout.gt_dir(self.data, split))
+        return str(Path(self.gt_root()) / split)
+
+    def kernel_config(self) -> dict:
+        return {"deblur": self.cfg["degradations"]["deblur"],
+                "resolution": self.cfg["data"]["resolution"]}
+
+    def kernel_id(self) -> str:
+        return digest_of(self.kernel_config())[:8]
 
     def kernel_bank(self, which: str) -> str:
-        return str(layout.kernel_bank(self.data, which))
+        if which not in KERNEL_BANKS:
+            raise ConfigError(f"kernel bank '{which}': one of {KERNEL_BANKS}")
+        return str(Path(self.data) / "kernels" / f"{which}-{self.kernel_id()}.npy")
 
-    def lq_manifest(self, task: str, split: str) -> str:
-        return str(layout.lq_dir(self.data, task, split) / "manifest.json")
+    def kernel_seed(self, which: str) -> int:
+        return self.cfg["degradations"]["deblur"]["bank_seed"] + KERNEL_SEED_OFFSET[which]
+
+    def degradation_config(self, task: str) -> dict:
+        """What defines a task's degraded val/test sets."""
+        deg = self.cfg["degradations"]
+        out = {"gt": self.gt_id(), "task": task, "seed": deg["seed"], task: deg[task]}
+        if task == "deblur":
+            out["kernels"] = self.kernel_id()
+        return out
+
+    def degradation_id(self, task: str) -> str:
+        return digest_of(self.degradation_config(task))[:8]
+
+    def check_degradation_id(self, task: str, did: str) -> str:
+        if did != self.degradation_id(task):
+            raise ConfigError(f"degraded set lq/{task}-{did} does not belong to this "
+                              f"configuration (expected lq/{task}-{self.degradation_id(task)})")
+        return did
+
+    def degrade_seed(self, split: str) -> int:
+        return self.cfg["degradations"]["seed"] + DEGRADE_SEED_OFFSET[split]
+
+    def degrade_bank(self, task: str, split: str) -> str | None:
+        """The kernel bank a degraded split is blurred with (val and test: separate banks)."""
+        return self.kernel_bank(split) if task == "deblur" else None
 
     def lq_dir(self, task: str, split: str) -> str:
-        return str(layout.lq_dir(self.data, task, split))
+        return str(Path(self.data) / "lq" / f"{task}-{self.degradation_id(task)}" / split)
+
+    def lq_manifest(self, task: str, split: str) -> str:
+        return str(Path(self.lq_dir(task, split)) / "manifest.json")
 
     # ------------------------------------------------------------------ runs
     def stage_dir(self, method: str, task: str, stage: str) -> str:
@@ -120,8 +191,20 @@ class Plan:
         return str(Path(self.runs) / "prior" / "model.pt")
 
     def prior(self) -> str:
-        """The StyleGAN2 prior: the user's checkpoint or the one the DAG pretrains."""
-        return self.cfg["stylegan2"]["checkpoint"] or self.pretrained_prior()
+        """The StyleGAN2 prior: the user's checkpoint or the one the DAG pretrains. Refused when
+        neither exists (no prior trained for 0 iterations is ever used)."""
+        sg = self.cfg["stylegan2"]
+        if sg["checkpoint"]:
+            return str(sg["checkpoint"])
+        if int(sg["pretrain"]["total_iters"]) < 1:
+            raise ConfigError(
+                f"a method needs the StyleGAN2 prior, but stylegan2.checkpoint is null and "
+                f"stylegan2.pretrain.total_iters is 0 (profile '{self.cfg['profile']}'). Set "
+                f"stylegan2.checkpoint to your pretrained FFHQ StyleGAN2 at "
+                f"{self.cfg['stylegan2']['size']} px (rosinality .pt, BasicSR net_g.pth or NVIDIA "
+                f".pkl), e.g. with an override file: overrides: {{stylegan2: {{checkpoint: "
+                f"/weights/stylegan2-ffhq-512x512.pkl}}}}")
+        return self.pretrained_prior()
 
     def stage_inputs(self, method: str, task: str, stage: str) -> dict[str, str]:
         """Named files a stage reads (what its rule depends on and what it is given)."""
@@ -157,10 +240,23 @@ class Plan:
                 raise TypeError(f"stage '{stage}' of '{method}' reads an unknown input {need!r}")
         return inputs
 
+    def check(self) -> None:
+        """Resolve every stage of every Table 1 cell now, so a configuration that cannot run
+        (a missing prior, a method without its input) fails before any job starts."""
+        for method, task in self.table_cells():
+            for stage in self.stages(method, task):
+                self.stage_inputs(method, task, stage.name)
+
+    def label(self, method: str, task: str, stage: str) -> dict:
+        return {"method": method, "task": task, "stage": stage,
+                "kind": self.mcfg(method)["kind"], "profile": self.cfg["profile"],
+                "experiment": self.experiment}
+
     def context(self, method: str, task: str, stage: str, device="cpu", progress: bool = True,
-                overrides: Mapping[str, str] | None = None) -> StageContext:
+                overrides: Mapping[str, str] | None = None, restart: bool = False) -> StageContext:
         """What ``kind.train_stage`` gets: the stage, its resolved inputs (``overrides`` replace
-        some), the data and run folders. Every input must exist."""
+        some; every one must exist), its identity (configuration slice + input content digests),
+        label and run folder."""
         from .errors import DataError
 
         inputs = self.stage_inputs(method, task, stage)
@@ -175,11 +271,17 @@ class Plan:
             raise DataError(f"stage '{stage}' of {method}/{task} reads files that do not exist:\n"
                             f"{lines}\nRun the steps that make them first (the Snakemake "
                             f"workflow does: snakemake --cores all results/table1.csv).")
+        identity = {"kind": self.mcfg(method)["kind"], "stage": stage,
+                    "config": self.stage_config(method, task, stage),
+                    "inputs": {k: input_digest(v) for k, v in sorted(inputs.items())}}
+        raw = self.kind(method).stage_config(self.cfg, method, task, stage)
         return StageContext(cfg=self.cfg, method=method, task=task,
                             stage=self.stage(method, task, stage),
                             inputs={k: Path(v) for k, v in inputs.items()},
                             data_dir=Path(self.data), out=Path(self.stage_dir(method, task, stage)),
-                            device=device, progress=progress)
+                            device=device, progress=progress, restart=restart, identity=identity,
+                            label=self.label(method, task, stage),
+                            operational=operational_of(raw))
 
     # ------------------------------------------------------------------ results
     def restored_dir(self, method: str, task: str, split: str, output: str | None = None) -> str:
@@ -205,6 +307,9 @@ class Plan:
         if self.multi_output_methods():
             files.append(self.val_outputs_csv())
         return files
+
+    def table1_csv(self) -> str:
+        return str(Path(self.results) / "table1.csv")
 
     def val_outputs_csv(self) -> str:
         return str(Path(self.results) / "val_outputs.csv")

@@ -7,9 +7,10 @@ from typing import Mapping
 import torch
 from tqdm.auto import tqdm
 
-from .errors import DataError
+from .errors import CheckpointError, DataError
 from .io import atomic_write_json, list_images, read_image, sha256_file, to_tensor, to_uint8, write_png
 from .methods import check_task, kind_of, method_cfg
+from .provenance import code_version
 from .training.data import make_input_fn
 
 
@@ -26,6 +27,29 @@ def resolve_checkpoint(cfg: Mapping, method: str, task: str, checkpoint: Path) -
     return checkpoint
 
 
+def check_label(cfg: Mapping, method: str, task: str, checkpoint: Path) -> None:
+    """A ugpnet-bench ``model.pt`` records the method, task and profile it was trained for;
+    restoring it as anything else is an error naming both."""
+    if not (checkpoint.is_file() and checkpoint.suffix == ".pt"):
+        return
+    try:  # mmap: reads the small label, not the weights
+        obj = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - unreadable files are reported by the kind's loader
+        return
+    label = obj.get("label") if isinstance(obj, dict) else None
+    if not isinstance(label, dict):
+        return
+    want = {"method": method, "task": task, "profile": cfg["profile"]}
+    wrong = [f"{k} '{label[k]}' (asked: '{v}')" for k, v in want.items()
+             if k in label and label[k] != v]
+    if wrong:
+        raise CheckpointError(f"'{checkpoint}' was trained for {label.get('method')}/"
+                              f"{label.get('task')} in profile '{label.get('profile')}', not for "
+                              f"{method}/{task} in profile '{cfg['profile']}': "
+                              f"{'; '.join(wrong)}. Pass the checkpoint of the method, task and "
+                              f"profile you restore with.")
+
+
 @torch.no_grad()
 def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: Path, out: Path,
                    device, intermediate: bool = False, progress: bool = True) -> int:
@@ -34,6 +58,7 @@ def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: 
     check_task(cfg, method, task)
     kind = kind_of(cfg, method)
     checkpoint = resolve_checkpoint(cfg, method, task, checkpoint)
+    check_label(cfg, method, task, checkpoint)
     model = kind.load(cfg, method, task, checkpoint, device)
     to_input = make_input_fn(kind.input_mode(method_cfg(cfg, method), task),
                              cfg["degradations"]["sr"]["scale"])
@@ -58,8 +83,11 @@ def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: 
             write_png(target, to_uint8(img))
         outputs[f"{path.stem}.png"] = sha256_file(out / f"{path.stem}.png")
     written = [o for o in kind.outputs if o == primary or intermediate]
-    atomic_write_json(out / "manifest.json", {"method": method, "task": task,
-                                              "checkpoint": str(checkpoint), "input": str(inp),
-                                              "outputs": written, "count": len(outputs),
-                                              "sha256": outputs})
+    in_manifest = inp / "manifest.json"
+    atomic_write_json(out / "manifest.json", {
+        "method": method, "task": task, "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint.is_file() else None,
+        "input": str(inp), "input_manifest": str(in_manifest) if in_manifest.is_file() else None,
+        "input_manifest_sha256": sha256_file(in_manifest) if in_manifest.is_file() else None,
+        "code": code_version(), "outputs": written, "count": len(outputs), "sha256": outputs})
     return len(outputs)

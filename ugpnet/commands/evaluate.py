@@ -13,6 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", default="psnr,ssim,lpips,fid", metavar="LIST",
                    help="comma-separated subset of psnr,ssim,lpips,fid (default: all)")
     p.add_argument("--out", required=True, metavar="FILE.json", help="result file (written atomically)")
+    p.add_argument("--gt-manifest", default=None, metavar="FILE",
+                   help="manifest.json of the ground truth, recorded with its sha256 (default: "
+                        "the one in --gt or its parent folder)")
     p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"],
                    help="LPIPS backbone (v0.1 linear weights; default: alex)")
     p.add_argument("--fid-ref", default="gt", metavar="gt|PATH.npz|DIR",
@@ -41,6 +44,9 @@ def run(args) -> int:
     result = evaluate_dirs(args.pred, args.gt, metrics=metrics, lpips_net=args.lpips_net,
                            fid_ref=args.fid_ref, device=args.device,
                            progress=not args.no_progress, fid_batch_size=args.fid_batch_size)
+    from ..provenance import evaluation_provenance
+
+    result["protocol"]["provenance"] = evaluation_provenance(args.pred, args.gt, args.gt_manifest)
     write_evaluation(args.out, result)
     print_summary(result)
     print(f"wrote {args.out}")

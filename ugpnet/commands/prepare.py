@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: data.source)")
     p.add_argument("--out", default=None,
                    help="output folder: OUT/{train,val,test}/*.png + OUT/manifest.json "
-                        "(default: <paths.data>/gt)")
+                        "(default: <paths.data>/gt-<id>, see ugpnet.plan)")
     p.add_argument("--resolution", type=int, default=None, help="square size in px (default: "
                    "data.resolution)")
     p.add_argument("--seed", type=int, default=None, help="bundled crops seed (default: data.seed)")
@@ -37,14 +37,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..config import fmt_path, load_config
+    from ..config import load_config
     from ..data.prepare import prepare_bundled, prepare_folder
+    from ..plan import Plan
 
     cfg = load_config(args)
     data = cfg["data"]
     source = args.source or data["source"]
     resolution = args.resolution or data["resolution"]
-    out = Path(args.out) if args.out else Path(fmt_path(cfg["paths"]["data"], cfg)) / "gt"
+    out = Path(args.out) if args.out else Path(Plan.of(cfg).gt_root())
     progress = not args.no_progress
     if source == "bundled":
         seed = data["seed"] if args.seed is None else args.seed

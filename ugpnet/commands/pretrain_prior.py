@@ -8,24 +8,30 @@ HELP = "pretrain a StyleGAN2 prior on the training split (when no pretrained one
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="prepared data folder (default: paths.data)")
+    p.add_argument("--gt", default=None,
+                   help="prepared ground-truth folder (train/, manifest.json; default: the plan's)")
     p.add_argument("--out", default=None, help="output folder (default: RUNS/prior)")
+    p.add_argument("--restart", action="store_true",
+                   help="start afresh: earlier state is moved to superseded-<hash>/")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
-    from ..config import fmt_path, load_config
+    from ..config import load_config
+    from ..plan import Plan
     from ..training.common import resolve_device, seed_everything, set_threads
     from ..training.prior import pretrain_prior
 
     cfg = load_config(args)
+    plan = Plan.of(cfg)
     set_threads(args.threads)
     seed_everything(cfg["data"]["seed"])
-    data = Path(args.data or fmt_path(cfg["paths"]["data"], cfg))
-    out = Path(args.out or Path(fmt_path(cfg["paths"]["runs"], cfg)) / "prior")
-    summary = pretrain_prior(cfg["stylegan2"], data, out, resolve_device(cfg["device"]),
-                             seed=cfg["data"]["seed"], progress=not args.no_progress)
+    gt = Path(args.gt or plan.gt_root())
+    out = Path(args.out or Path(plan.pretrained_prior()).parent)
+    summary = pretrain_prior(cfg["stylegan2"], gt, out, resolve_device(cfg["device"]),
+                             seed=cfg["data"]["seed"], progress=not args.no_progress,
+                             restart=args.restart)
     print(f"prior written to {out / 'model.pt'} ({summary['total_iters']} iterations, "
           f"{summary['seconds']} s); samples: {out / 'samples.png'}")
     return 0

@@ -25,21 +25,48 @@ def run(args) -> int:
     plan = Plan.of(cfg)
     if args.which == "outputs":
         return _outputs(plan, args)
-    from ..io import sha256_file
+    from ..provenance import describe_code
     from ..tables import plot_table, table1, write_csv
 
     base = Path(args.metrics_dir) if args.metrics_dir else Path(plan.results) / "metrics"
     records = [(m, task, base / m / f"{task}.json") for m, task in plan.table_cells()]
     df = table1(records, cfg["metrics"]["names"])
     families = {m: plan.family(m) for m in df.index}
-    meta = {"profile": cfg["profile"], "note": _note(cfg), "families": families,
-            "sources": {f"{m}/{task}": {"file": str(p), "sha256": sha256_file(p)}
-                        for m, task, p in records}}
+    sources = {f"{m}/{task}": _source(p) for m, task, p in records}
+    codes = sorted({describe_code(s["code"]) for s in sources.values() if s.get("code")})
+    meta = {"profile": cfg["profile"], "experiment": cfg["experiment"], "note": _note(cfg),
+            "families": families, "code_versions": codes, "sources": sources}
+    if len(codes) > 1 or any("(dirty)" in c for c in codes):
+        meta["warning"] = ("the cells were made by different or uncommitted code versions "
+                           "(code_versions); code changes do not rerun finished work, see "
+                           "docs/RUNS.md")
+        print(f"warning: {meta['warning']}: {codes}")
     write_csv(df, args.out, meta, families=families)
     plot_table(df, Path(args.out).with_suffix(".png"),
-               f"Table 1 ({cfg['profile']} profile: {_note(cfg)})")
+               f"Table 1 ({cfg['profile']} profile, experiment {cfg['experiment']}: "
+               f"{_note(cfg)})")
     print(df.round(4).to_string())
     return 0
+
+
+def _source(path: Path) -> dict:
+    """A table cell's evaluate JSON: its hash and the provenance it records."""
+    import json
+
+    from ..io import sha256_file
+
+    out = {"file": str(path), "sha256": sha256_file(path)}
+    try:
+        prov = json.loads(path.read_text())["protocol"].get("provenance", {})
+    except (OSError, ValueError, KeyError):
+        prov = {}
+    for key in ("checkpoint", "checkpoint_sha256", "gt_manifest_sha256", "input_manifest_sha256"):
+        if key in prov:
+            out[key] = prov[key]
+    code = prov.get("restore_code") or prov.get("code")
+    if code:
+        out["code"] = code
+    return out
 
 
 def _note(cfg) -> str:

@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: paths.runs)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
                    help="replace one of the files a stage reads (NAME as the stage declares it); repeatable")
+    p.add_argument("--restart", action="store_true",
+                   help="start the stage(s) afresh: earlier state is moved to "
+                        "superseded-<hash>/ inside the run folder, never deleted")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -37,6 +40,7 @@ def _overrides(items) -> dict[str, str]:
 def run(args) -> int:
     from ..config import load_config
     from ..plan import Plan
+    from ..provenance import digest_of
     from ..training.common import resolve_device, seed_everything, set_threads
 
     cfg = load_config(args)
@@ -49,14 +53,15 @@ def run(args) -> int:
     kind = plan.kind(args.method)
     for stage in stages:
         out = Path(plan.stage_dir(args.method, args.task, stage.name))
-        if (out / "model.pt").exists() and not args.stage:
-            print(f"{out}: already finished (model.pt exists)")
-            continue
         read = plan.stage_inputs(args.method, args.task, stage.name)
         ctx = plan.context(args.method, args.task, stage.name, device=device,
                            progress=not args.no_progress,
                            overrides={k: v for k, v in overrides.items()
-                                      if k in read or args.stage})
+                                      if k in read or args.stage},
+                           restart=args.restart)
+        if not args.restart and _finished(out / "model.pt", digest_of(ctx.identity)):
+            print(f"{out}: already finished with this identity (model.pt)")
+            continue
         seed_everything(cfg["data"]["seed"])
         summary = kind.train_stage(ctx)
         metric = summary["select_metric"]
@@ -64,3 +69,16 @@ def run(args) -> int:
                else f"{metric} = {summary['val'][metric]:.4f}")
         print(f"{out}: selected iteration {summary['selected_iter']} on the val split ({how})")
     return 0
+
+
+def _finished(model: Path, identity_hash: str) -> bool:
+    """``model.pt`` exists and was made with this identity (else the stage trains again)."""
+    if not model.is_file():
+        return False
+    import torch
+
+    try:
+        obj = torch.load(model, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an unreadable file is not a finished stage
+        return False
+    return isinstance(obj, dict) and obj.get("identity_hash") == identity_hash

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 from ..errors import DataError
-from ..io import atomic_write_json, sha256_file
+from ..io import atomic_write_json, make_temp_dir, sha256_file
 from .sources import SPLITS
 
 MANIFEST = "manifest.json"
@@ -107,14 +106,14 @@ def write_dataset(out_dir: str | os.PathLike,
     try:
         entries: dict[str, list[dict]] = {}
         for split in SPLITS:
-            tmp[split] = Path(tempfile.mkdtemp(prefix=f".{split}.partial-", dir=out))
+            tmp[split] = make_temp_dir(out, f".{split}.partial-")
             entries[split] = produce(split, tmp[split])
             if not entries[split]:
                 raise DataError(f"split '{split}' would be empty; nothing was written.")
         for split in SPLITS:
             final = out / split
             if final.exists() or final.is_symlink():
-                old = Path(tempfile.mkdtemp(prefix=f".{split}.old-", dir=out))
+                old = make_temp_dir(out, f".{split}.old-")
                 os.replace(final, old / split)
                 shutil.rmtree(old, ignore_errors=True)
             os.replace(tmp[split], final)

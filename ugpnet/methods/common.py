@@ -12,31 +12,32 @@ from pathlib import Path
 from typing import Mapping
 
 from ..checkpoints import read_checkpoint
-from ..data import layout
 from ..errors import CheckpointError
-from ..io import sha256_file
 from ..training import data as tdata
-from ..training.common import Run
+from ..training.run import Run
 from .contract import StageContext
 
 
 def data_options(ctx: StageContext) -> dict:
-    manifest = layout.gt_manifest(ctx.data_dir)
-    return {"data_dir": str(ctx.data_dir),
-            "gt_manifest_sha256": sha256_file(manifest) if manifest.exists() else None,
+    """What a run records about its data (for people; the identity holds the digests)."""
+    return {"gt": str(ctx.input("gt")), "val": str(ctx.input("val")),
+            "kernels": str(ctx.optional_input("kernels") or ""),
             "degradations": ctx.cfg["degradations"], "task": ctx.task,
             "resolution": ctx.cfg["data"]["resolution"]}
 
 
 def loaders(ctx: StageContext, train: Mapping, input_mode: str):
-    """(train loader, val loader) of ``ctx``'s data for a method that takes ``input_mode``."""
-    cfg, data, task = ctx.cfg, ctx.data_dir, ctx.task
+    """(train loader, val loader) of a stage that declared ``Data()``, for a method that takes
+    ``input_mode``: training crops degraded on the fly from the GT train split (the training
+    kernel bank for deblurring), and the fixed degraded val split."""
+    cfg, task = ctx.cfg, ctx.task
+    gt_root = ctx.input("gt").parent
     scale = cfg["degradations"]["sr"]["scale"]
-    train_ds = tdata.train_dataset(layout.gt_dir(data, "train"), task, cfg["degradations"],
-                                   layout.kernel_bank(data, "train"), input_mode,
+    train_ds = tdata.train_dataset(gt_root / "train", task, cfg["degradations"],
+                                   ctx.optional_input("kernels"), input_mode,
                                    cfg["data"]["seed"], train.get("crop_size"))
-    val_ds = tdata.paired_dataset(layout.lq_dir(data, task, "val"), layout.gt_dir(data, "val"),
-                                  task, input_mode, scale)
+    val_ds = tdata.paired_dataset(ctx.input("val").parent, gt_root / "val", task, input_mode,
+                                  scale)
     return (tdata.loader(train_ds, train["batch_size"], True, train.get("num_workers", 0),
                          cfg["data"]["seed"]),
             tdata.loader(val_ds, 1, False, 0))
@@ -57,6 +58,10 @@ def final_weights(path: str | Path) -> dict:
 
 
 def new_run(ctx: StageContext, options: Mapping) -> Run:
-    """The stage's run folder; its checkpoint is selected on val by ``ctx.stage.select``."""
+    """The stage's run folder: identity from ``ctx`` (configuration slice + input digests),
+    selection on val by ``ctx.stage.select``; ``options`` are recorded for people to read."""
     return Run(ctx.out, {"method": ctx.method, "kind": ctx.mcfg["kind"],
-                         "stage": ctx.stage.name, **options}, select_metric=ctx.stage.select)
+                         "stage": ctx.stage.name, **options},
+               select_metric=ctx.stage.select, identity=ctx.identity, label=ctx.label,
+               restart=ctx.restart, validation=ctx.cfg.get("validation"),
+               operational=ctx.operational)

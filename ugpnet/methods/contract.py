@@ -115,7 +115,11 @@ class Stage:
 # ----------------------------------------------------------------------------- a stage to train
 @dataclass
 class StageContext:
-    """Everything ``train_stage`` gets: config, names, resolved input files, output folder."""
+    """Everything ``train_stage`` gets: config, names, resolved input files, output folder.
+
+    ``identity`` (the stage's configuration slice without operational keys + the content digest
+    of every input), ``label`` (method, task, stage, kind, profile, experiment) and ``restart``
+    are filled in by the plan and used by :func:`ugpnet.methods.new_run`."""
 
     cfg: Mapping[str, Any]
     method: str
@@ -126,7 +130,10 @@ class StageContext:
     out: Path
     device: Any = "cpu"
     progress: bool = True
-    extra: dict = field(default_factory=dict)
+    restart: bool = False
+    identity: dict = field(default_factory=dict)
+    label: dict = field(default_factory=dict)
+    operational: dict = field(default_factory=dict)
 
     @property
     def mcfg(self) -> Mapping[str, Any]:
@@ -183,7 +190,11 @@ class MethodKind:
         (the small image) or ``bicubic_up`` (upsampled back), from ``sr_input``."""
         if task != "sr":
             return "lq"
-        return mcfg.get("sr_input", "bicubic_up")
+        if "sr_input" not in mcfg:
+            raise ConfigError(f"a method of kind '{self.name}' runs the sr task but its params "
+                              f"entry has no sr_input: set it to lr (the small image) or "
+                              f"bicubic_up (upsampled back to the output size)")
+        return mcfg["sr_input"]
 
     # -- training and inference
     def train_stage(self, ctx: StageContext) -> dict:

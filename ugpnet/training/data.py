@@ -14,6 +14,7 @@ import torch
 
 from ..data.datasets import OnTheFlyDegradationDataset, PairedFolderDataset
 from ..degradations import degrade_image, load_kernel_bank, sr_input
+from .stream import EpochSampler
 
 
 def make_input_fn(mode: str, scale: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -70,8 +71,13 @@ def paired_dataset(lq_dir, gt_dir, task: str, mode: str, scale: int) -> torch.ut
 
 
 def loader(ds, batch_size: int, shuffle: bool, num_workers: int, seed: int = 0):
+    """A DataLoader whose order is an :class:`~ugpnet.training.stream.EpochSampler` (a function
+    of seed and epoch alone, so resuming is exact and the worker count changes nothing). The
+    generator only seeds worker processes (our datasets draw from their own seeded streams) and
+    keeps the loader from consuming the global torch RNG."""
     g = torch.Generator()
     g.manual_seed(seed)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle,
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size,
+                                       sampler=EpochSampler(len(ds), seed, shuffle),
                                        num_workers=num_workers, drop_last=shuffle,
                                        generator=g, persistent_workers=num_workers > 0)

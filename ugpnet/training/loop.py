@@ -1,18 +1,23 @@
-"""One training loop for every stage: iterate, log, validate, checkpoint, resume.
+"""One training loop for every stage: iterate, log, validate, checkpoint, resume exactly.
 
 A stage supplies a :class:`Stage` object: ``step(batch, it) -> dict of floats`` (does its own
 backward/optimiser work), ``predict(lq)`` for validation, ``weights()`` (what is selected and
-exported), and ``state()``/``load_state()`` for resuming.
+exported), and ``state()``/``load_state()`` for resuming. ``last.pt`` also holds the data
+position (:class:`~ugpnet.training.stream.DataStream`) and the torch / Python RNG states, so a
+resumed run continues exactly where the killed one was.
 """
 from __future__ import annotations
 
+import random
+import sys
 import time
 from typing import Mapping, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from .common import Run, infinite
+from .run import Run
+from .stream import DataStream
 from .validate import validate
 
 
@@ -35,48 +40,89 @@ def _train_mode(stage: Stage, flag: bool) -> None:
         m.train(flag)
 
 
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping) -> None:
+    torch.set_rng_state(state["torch"])
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(max(0, s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def run_stage(stage: Stage, *, run: Run, train: Mapping, train_loader, val_loader, device,
               progress: bool = True, extra_summary: Mapping | None = None) -> dict:
     resume = run.start()
+    try:
+        return _loop(stage, run, train, train_loader, val_loader, device, progress, resume,
+                     extra_summary)
+    finally:
+        run.close()
+
+
+def _loop(stage, run, train, train_loader, val_loader, device, progress, resume, extra_summary):
+    batches = DataStream(train_loader)
     start = 0
     if resume is not None:
         stage.load_state(resume["stage"])
-        torch.set_rng_state(resume["rng"])
+        set_rng_state(resume["rng"])
+        batches.load_state(resume["data"])
         start = resume["iter"]
     total = int(train["total_iters"])
     log_every = train.get("log_every", 50)
+    v = run.validation
 
     def do_validate(it: int) -> None:
         _train_mode(stage, False)
-        metrics = validate(stage.predict, val_loader, device, train.get("val_max_images", 100))
+        metrics = validate(stage.predict, val_loader, device, train.get("val_max_images", 100),
+                           lpips_net=v["lpips_net"], psnr_cap_db=v["psnr_cap_db"])
         _train_mode(stage, True)
         run.validated(it, metrics, stage.weights())
 
     if total == 0 or (start >= total and not (run.dir / "best.pt").exists()):
         do_validate(start)
-    batches = infinite(train_loader)
     _train_mode(stage, True)
-    t_last, sums, count = time.time(), {}, 0
+    t_start = t_last = time.time()
+    sums, count = {}, 0
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {run.dir}",
                disable=not progress, dynamic_ncols=True)
     for it in bar:
         batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in next(batches).items()}
         parts = stage.step(batch, it)
-        for k, v in parts.items():
+        for k, value in parts.items():
             if k != "lr":  # losses are averaged over the logging window, lr is its last value
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + float(value)
         count += 1
         done = it + 1
         if done % log_every == 0 or done == total:
             now = time.time()
-            means = {k: v / count for k, v in sums.items()}
+            means = {k: val / count for k, val in sums.items()}
             if "lr" in parts:
                 means["lr"] = float(parts["lr"])
-            run.log.write({"iter": done, **means, "sec_per_iter": (now - t_last) / count})
-            bar.set_postfix({k: f"{v:.4f}" for k, v in list(means.items())[:3]})
+            sec = (now - t_last) / count
+            run.log.write({"iter": done, **means, "sec_per_iter": sec})
+            bar.set_postfix({k: f"{val:.4f}" for k, val in list(means.items())[:3]})
+            if not progress:  # one line per window in the job's log instead of a bar
+                rate = (done - start) / max(now - t_start, 1e-9)
+                losses = " ".join(f"{k}={val:.4g}" for k, val in means.items())
+                print(f"[{run.label.get('stage', run.dir.name)}] iter {done}/{total} {losses} "
+                      f"{rate:.2f} it/s ETA {_fmt_seconds((total - done) / max(rate, 1e-9))}",
+                      file=sys.stdout, flush=True)
             t_last, sums, count = now, {}, 0
         if done % train["val_every"] == 0 or done == total:
             do_validate(done)
         if done % train["ckpt_every"] == 0 or done == total:
-            run.save_last(done, {"stage": stage.state(), "rng": torch.get_rng_state()})
+            run.save_last(done, {"stage": stage.state(), "rng": rng_state(),
+                                 "data": batches.state()})
     return run.finish({"total_iters": total, **(extra_summary or {})})

@@ -15,26 +15,41 @@ from typing import Mapping
 import torch
 from tqdm.auto import tqdm
 
-from ..data import layout
+from ..checkpoints import read_checkpoint, save_checkpoint
 from ..data.datasets import OnTheFlyDegradationDataset
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_json
 from ..models.build import build_discriminator, build_generator
-from ..checkpoints import read_checkpoint, save_checkpoint
-from .common import JsonlLog, infinite, options_hash
-from .gan import d_step, ema_update, g_adv_loss
+from ..provenance import code_version, input_digest
 from .data import loader as make_loader
+from .gan import d_step, ema_update, g_adv_loss
+from .loop import rng_state, set_rng_state
+from .run import OPERATIONAL_KEYS, Run
+from .stream import DataStream
 
 PRIOR_FORMAT = "ugpnet-bench/stylegan2-prior"
 
 
-def pretrain_prior(sg: Mapping, data: Path, out: Path, device, seed: int = 0,
-                   progress: bool = True) -> dict:
+def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
+                   progress: bool = True, restart: bool = False) -> dict:
+    """Train a StyleGAN2 prior on the prepared ground truth ``gt`` (its ``train/`` split and
+    ``manifest.json``) into ``out``; resumes exactly."""
     p = sg["pretrain"]
+    total = int(p["total_iters"])
+    if total < 1:
+        raise ConfigError("stylegan2.pretrain.total_iters is 0: no prior is pretrained, and a "
+                          "prior trained for 0 iterations is never written. Set "
+                          "stylegan2.checkpoint to a pretrained FFHQ StyleGAN2 (see the README), "
+                          "or give stylegan2.pretrain.total_iters > 0.")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    options = {"stylegan2": dict(sg), "data": str(data), "seed": seed}
-    h = options_hash(options)
+    gt = Path(gt)
+    gt_manifest = gt / "manifest.json"
+    semantic = {k: v for k, v in sg.items() if k != "checkpoint"}
+    semantic["pretrain"] = {k: v for k, v in p.items() if k not in OPERATIONAL_KEYS}
+    identity = {"stylegan2": semantic, "seed": seed,
+                "inputs": {"gt": input_digest(gt_manifest) if gt_manifest.exists() else None}}
+    run = Run(out, {"stylegan2": dict(sg), "gt": str(gt), "seed": seed}, identity=identity,
+              label={"stage": "prior"}, restart=restart)
     G, D = build_generator(sg).to(device), build_discriminator(sg).to(device)
     G_ema = copy.deepcopy(G).eval()
     for q in G_ema.parameters():
@@ -43,55 +58,57 @@ def pretrain_prior(sg: Mapping, data: Path, out: Path, device, seed: int = 0,
     c = p["r1_every"] / (p["r1_every"] + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"] * c, betas=(0.0, 0.99 ** c))
-    ds = OnTheFlyDegradationDataset(layout.gt_dir(data, "train"), lambda img, rng: img,
+    ds = OnTheFlyDegradationDataset(gt / "train", lambda img, rng: img,
                                     seed=seed, crop=None, flip=True)
-    batches = infinite(make_loader(ds, p["batch_size"], True, 0, seed))
-    log = JsonlLog(out / "log.jsonl")
-    start = 0
-    last = out / "last.pt"
-    if last.exists():
-        s = read_checkpoint(last, "prior resume state (last.pt)")
-        if s.get("options_hash") == h:
+    batches = DataStream(make_loader(ds, p["batch_size"], True, 0, seed))
+    s = run.start()
+    try:
+        start = 0
+        if s is not None:
             G.load_state_dict(s["g"]), D.load_state_dict(s["d"]), G_ema.load_state_dict(s["g_ema"])
             opt_g.load_state_dict(s["opt_g"]), opt_d.load_state_dict(s["opt_d"])
+            set_rng_state(s["rng"])
+            batches.load_state(s["data"])
             start = s["iter"]
-            log.truncate_after(start)
-            print(f"[{out}] resuming prior pretraining from iteration {start}")
-    if start == 0:
-        log.path.unlink(missing_ok=True)
-    atomic_write_json(out / "options.json", {"options_hash": h, "options": options})
-    total = p["total_iters"]
-    beta = 0.5 ** (p["batch_size"] / max(1, p["ema_half_life_images"]))
-    t0 = time.time()
-    for it in tqdm(range(start, total), initial=start, total=total, desc="pretrain prior",
-                   disable=not progress, dynamic_ncols=True):
-        real = next(batches)["gt"].to(device)
-        z = torch.randn(real.shape[0], G.style_dim, device=device)
-        fake = (G(z) + 1) * 0.5
-        parts = d_step(D, opt_d, real, fake, it, p["r1_gamma"], p["r1_every"])
-        for q in D.parameters():
-            q.requires_grad_(False)
-        z = torch.randn(real.shape[0], G.style_dim, device=device)
-        g_loss = g_adv_loss(D, (G(z) + 1) * 0.5)
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        for q in D.parameters():
-            q.requires_grad_(True)
-        ema_update(G_ema, G, beta)
-        done = it + 1
-        if done % p["log_every"] == 0 or done == total:
-            log.write({"iter": done, "g_loss": float(g_loss.detach()), **parts})
-        if done % p["ckpt_every"] == 0 or done == total:
-            save_checkpoint(last, {"iter": done, "options_hash": h, "g": G.state_dict(),
-                                   "d": D.state_dict(), "g_ema": G_ema.state_dict(),
-                                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
-    summary = {"total_iters": total, "seconds": round(time.time() - t0, 1), "options_hash": h}
-    save_checkpoint(out / "model.pt", {"format": PRIOR_FORMAT, "g_ema": G_ema.state_dict(),
-                                       "d": D.state_dict(), "summary": summary})
-    _sample_grid(G_ema, out / "samples.png", device, seed)
-    atomic_write_json(out / "summary.json", summary)
-    return summary
+        beta = 0.5 ** (p["batch_size"] / max(1, p["ema_half_life_images"]))
+        t0 = time.time()
+        for it in tqdm(range(start, total), initial=start, total=total, desc="pretrain prior",
+                       disable=not progress, dynamic_ncols=True):
+            real = next(batches)["gt"].to(device)
+            z = torch.randn(real.shape[0], G.style_dim, device=device)
+            fake = (G(z) + 1) * 0.5
+            parts = d_step(D, opt_d, real, fake, it, p["r1_gamma"], p["r1_every"])
+            for q in D.parameters():
+                q.requires_grad_(False)
+            z = torch.randn(real.shape[0], G.style_dim, device=device)
+            g_loss = g_adv_loss(D, (G(z) + 1) * 0.5)
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            for q in D.parameters():
+                q.requires_grad_(True)
+            ema_update(G_ema, G, beta)
+            done = it + 1
+            if done % p["log_every"] == 0 or done == total:
+                run.log.write({"iter": done, "g_loss": float(g_loss.detach()), **parts})
+                if not progress:
+                    print(f"[prior] iter {done}/{total} g_loss={float(g_loss.detach()):.4g} "
+                          f"d_loss={parts['d_loss']:.4g}", flush=True)
+            if done % p["ckpt_every"] == 0 or done == total:
+                run.save_last(done, {"g": G.state_dict(), "d": D.state_dict(),
+                                     "g_ema": G_ema.state_dict(), "opt_g": opt_g.state_dict(),
+                                     "opt_d": opt_d.state_dict(), "rng": rng_state(),
+                                     "data": batches.state()})
+        summary = {"total_iters": total, "seconds": round(time.time() - t0, 1),
+                   "identity_hash": run.hash, "code": code_version()}
+        save_checkpoint(out / "model.pt", {"format": PRIOR_FORMAT, "g_ema": G_ema.state_dict(),
+                                           "d": D.state_dict(), "summary": summary,
+                                           "label": run.label, "identity_hash": run.hash})
+        _sample_grid(G_ema, out / "samples.png", device, seed)
+        atomic_write_json(out / "summary.json", summary)
+        return summary
+    finally:
+        run.close()
 
 
 @torch.no_grad()

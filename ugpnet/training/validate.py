@@ -1,4 +1,7 @@
-"""Validation on the val split: PSNR/SSIM (scikit-image) and LPIPS (alex), per the metric module."""
+"""Validation on the val split: PSNR/SSIM (scikit-image) and LPIPS, as the metric module computes them.
+
+Settings come from params.yaml ``validation`` (LPIPS net, the PSNR cap that keeps an identical
+image from making the mean infinite)."""
 from __future__ import annotations
 
 from typing import Callable, Mapping
@@ -12,23 +15,25 @@ from ..metrics import LPIPSMetric, psnr, ssim
 _LPIPS: dict = {}
 
 
-def _lpips(device) -> LPIPSMetric:
-    key = str(device)
+def _lpips(device, net: str) -> LPIPSMetric:
+    key = (str(device), net)
     if key not in _LPIPS:
-        _LPIPS[key] = LPIPSMetric(net="alex", device=key)
+        _LPIPS[key] = LPIPSMetric(net=net, device=str(device))
     return _LPIPS[key]
 
 
 @torch.no_grad()
 def validate(predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor] | torch.Tensor],
-             loader, device, max_images: int = 100) -> dict:
+             loader, device, max_images: int = 100, lpips_net: str = "alex",
+             psnr_cap_db: float = 100.0) -> dict:
     """Mean metrics of ``predict(lq)`` over the val loader (batch size 1).
 
     ``predict`` returns an image tensor, or a dict of named image tensors (e.g. x_reg, x_syn, x_hat
     for UGPNet); the first entry is reported unprefixed, the others as ``<name>/<metric>``.
+    Per-image PSNR is capped at ``psnr_cap_db`` before averaging.
     """
     sums: dict[str, list[float]] = {}
-    lp = _lpips(device)
+    lp = _lpips(device, lpips_net)
     n = 0
     for batch in loader:
         if n >= max_images:
@@ -43,4 +48,5 @@ def validate(predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor] | torc
                                   ("lpips", lp(gt, pred))):
                 sums.setdefault(prefix + metric, []).append(float(value))
         n += 1
-    return {k: float(np.mean(np.minimum(v, 100.0))) for k, v in sums.items()}
+    return {k: float(np.mean(np.minimum(v, psnr_cap_db) if k.endswith("psnr") else v))
+            for k, v in sums.items()}

@@ -1,54 +1,52 @@
 rule prepare:
     output:
-        manifest=f"{DATA}/gt/manifest.json",
+        manifest=PLAN.gt_manifest(),
     params:
-        cli=UGPNET,
-        data=CFG["data"],
+        data=PLAN.data_config(),
         out=lambda w, output: dirname(output.manifest),
     conda:
         ENV
     log:
         f"{LOGS}/prepare.log",
     shell:
-        "{params.cli} prepare --out {params.out} > {log} 2>&1"
+        "\"$UGPNET_PYTHON\" -m ugpnet prepare --out {params.out} > {log} 2>&1"
 
 
 rule kernels:
+    # three banks from three seeds: training, validation and test never share a kernel
     output:
-        bank=f"{DATA}/kernels/{{bank}}.npy",
+        bank=f"{DATA}/kernels/{{bank}}-{PLAN.kernel_id()}.npy",
     params:
-        cli=UGPNET,
-        deblur=CFG["degradations"]["deblur"],
-        resolution=CFG["data"]["resolution"],
-        # separate banks: training never sees a test kernel
-        seed=lambda w: CFG["degradations"]["deblur"]["bank_seed"] + (0 if w.bank == "train" else 1),
+        kernels=PLAN.kernel_config(),
+        seed=lambda w: PLAN.kernel_seed(w.bank),
     conda:
         ENV
     log:
         f"{LOGS}/kernels_{{bank}}.log",
     shell:
-        "{params.cli} kernels --out {output.bank} --n {params.deblur[n_kernels]}"
-        " --resolution {params.resolution} --seed {params.seed} > {log} 2>&1"
+        "\"$UGPNET_PYTHON\" -m ugpnet kernels"
+        " --out {output.bank} --n {params.kernels[deblur][n_kernels]}"
+        " --resolution {params.kernels[resolution]} --seed {params.seed} > {log} 2>&1"
 
 
 rule degrade:
     input:
         gt=rules.prepare.output.manifest,
-        kernels=lambda w: deblur_bank(w, "test"),
+        kernels=lambda w: [b for b in [PLAN.degrade_bank(w.task, w.split)] if b],
     output:
-        manifest=f"{DATA}/lq/{{task}}/{{split}}/manifest.json",
+        manifest=f"{DATA}/lq/{{task}}-{{did}}/{{split}}/manifest.json",
     params:
-        cli=UGPNET,
-        deg=lambda w: {"seed": CFG["degradations"]["seed"], w.task: CFG["degradations"][w.task]},
+        deg=lambda w: PLAN.degradation_config(w.task),
+        did=lambda w: PLAN.check_degradation_id(w.task, w.did),
         gt=lambda w, input: os.path.join(dirname(input.gt), w.split),
         out=lambda w, output: dirname(output.manifest),
         kernels=lambda w, input: f"--kernels {input.kernels[0]}" if input.kernels else "",
-        # val and test get different seeds from the same base seed
-        seed=lambda w: CFG["degradations"]["seed"] + (0 if w.split == "test" else 1),
+        seed=lambda w: PLAN.degrade_seed(w.split),
     conda:
         ENV
     log:
-        f"{LOGS}/degrade_{{task}}_{{split}}.log",
+        f"{LOGS}/degrade_{{task}}-{{did}}_{{split}}.log",
     shell:
-        "{params.cli} degrade --task {wildcards.task} --seed {params.seed} --in {params.gt}"
+        "\"$UGPNET_PYTHON\" -m ugpnet degrade"
+        " --task {wildcards.task} --seed {params.seed} --in {params.gt}"
         " --out {params.out} {params.kernels} > {log} 2>&1"

@@ -1,11 +1,10 @@
 rule restore:
     input:
         model=lambda w: PLAN.final_model(w.method, w.task),
-        lq=f"{DATA}/lq/{{task}}/{{split}}/manifest.json",
+        lq=lambda w: PLAN.lq_manifest(w.task, w.split),
     output:
         manifest=f"{RES}/restored/{{method}}/{{task}}/{{split}}/manifest.json",
     params:
-        cli=UGPNET,
         lq=lambda w, input: dirname(input.lq),
         out=lambda w, output: dirname(output.manifest),
     threads: CFG["threads"]["eval"]
@@ -14,7 +13,7 @@ rule restore:
     log:
         f"{LOGS}/restore_{{method}}_{{task}}_{{split}}.log",
     shell:
-        "{params.cli} restore --method {wildcards.method} --task {wildcards.task}"
+        "\"$UGPNET_PYTHON\" -m ugpnet restore --method {wildcards.method} --task {wildcards.task}"
         " --checkpoint {input.model} --in {params.lq} --out {params.out} --intermediate"
         " --threads {threads} --no-progress > {log} 2>&1"
 
@@ -26,7 +25,6 @@ rule evaluate:
     output:
         metrics=f"{RES}/metrics/{{method}}/{{task}}.json",
     params:
-        cli=UGPNET,
         metrics=CFG["metrics"],
         names=",".join(CFG["metrics"]["names"]),
         pred=lambda w, input: dirname(input.restored),
@@ -37,9 +35,10 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate_{{method}}_{{task}}.log",
     shell:
-        "{params.cli} evaluate --pred {params.pred} --gt {params.gt} --metrics {params.names}"
+        "\"$UGPNET_PYTHON\" -m ugpnet evaluate"
+        " --pred {params.pred} --gt {params.gt} --metrics {params.names}"
         " --lpips-net {params.metrics[lpips_net]} --fid-ref {params.metrics[fid_ref]}"
-        " --out {output.metrics} > {log} 2>&1"
+        " --gt-manifest {input.gt} --out {output.metrics} > {log} 2>&1"
 
 
 rule evaluate_val_output:
@@ -50,7 +49,6 @@ rule evaluate_val_output:
     output:
         metrics=f"{RES}/metrics_val/{{method}}/{{task}}/{{output}}.json",
     params:
-        cli=UGPNET,
         metrics=CFG["metrics"],
         names=",".join(CFG["metrics"]["names"]),
         pred=lambda w: PLAN.restored_dir(w.method, w.task, "val", w.output),
@@ -61,8 +59,10 @@ rule evaluate_val_output:
     log:
         f"{LOGS}/evaluate_val_{{method}}_{{task}}_{{output}}.log",
     shell:
-        "{params.cli} evaluate --pred {params.pred} --gt {params.gt} --metrics {params.names}"
-        " --lpips-net {params.metrics[lpips_net]} --out {output.metrics} > {log} 2>&1"
+        "\"$UGPNET_PYTHON\" -m ugpnet evaluate"
+        " --pred {params.pred} --gt {params.gt} --metrics {params.names}"
+        " --lpips-net {params.metrics[lpips_net]} --gt-manifest {input.gt}"
+        " --out {output.metrics} > {log} 2>&1"
 
 
 rule val_outputs:
@@ -71,30 +71,51 @@ rule val_outputs:
     output:
         csv=PLAN.val_outputs_csv(),
     params:
-        cli=UGPNET,
         methods=PLAN.multi_output_methods(),
     conda:
         ENV
     log:
         f"{LOGS}/val_outputs.log",
     shell:
-        "{params.cli} table --which outputs --out {output.csv} > {log} 2>&1"
+        "\"$UGPNET_PYTHON\" -m ugpnet table --which outputs --out {output.csv} > {log} 2>&1"
 
 
 rule table1:
     input:
         PLAN.table1_inputs(),
     output:
-        csv="results/table1.csv",
-        meta="results/table1.json",
-        plot="results/table1.png",
+        csv=PLAN.table1_csv(),
+        meta=PLAN.table1_csv().replace(".csv", ".json"),
+        plot=PLAN.table1_csv().replace(".csv", ".png"),
     params:
-        cli=UGPNET,
         table=CFG["table1"],
-        profile=PROFILE,
+        metrics=CFG["metrics"]["names"],
     conda:
         ENV
     log:
         f"{LOGS}/table1.log",
     shell:
-        "{params.cli} table --which table1 --out {output.csv} > {log} 2>&1"
+        "\"$UGPNET_PYTHON\" -m ugpnet table --which table1 --out {output.csv} > {log} 2>&1"
+
+
+rule active_table1:
+    # results/table1.* is the active profile/experiment's table (its JSON says which); switching
+    # profile or experiment recopies it (params), so it never shows another run's numbers
+    input:
+        csv=rules.table1.output.csv,
+        meta=rules.table1.output.meta,
+        plot=rules.table1.output.plot,
+    output:
+        csv="results/table1.csv",
+        meta="results/table1.json",
+        plot="results/table1.png",
+    params:
+        profile=PROFILE,
+        experiment=EXPERIMENT,
+    conda:
+        ENV
+    log:
+        f"{LOGS}/active_table1.log",
+    shell:
+        "(cp {input.csv} {output.csv} && cp {input.meta} {output.meta}"
+        " && cp {input.plot} {output.plot}) > {log} 2>&1"

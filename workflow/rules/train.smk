@@ -5,8 +5,7 @@ rule pretrain_prior:
     output:
         model=PLAN.pretrained_prior(),
     params:
-        cli=UGPNET,
-        stylegan2=CFG["stylegan2"],
+        stylegan2={k: v for k, v in CFG["stylegan2"].items() if k != "checkpoint"},
         out=lambda w, output: dirname(output.model),
     threads: CFG["threads"]["train"]
     conda:
@@ -14,8 +13,9 @@ rule pretrain_prior:
     log:
         f"{LOGS}/pretrain_prior.log",
     shell:
-        "{params.cli} pretrain-prior --out {params.out}"
-        " --threads {threads} --no-progress > {log} 2>&1"
+        "\"$UGPNET_PYTHON\" -m ugpnet pretrain-prior"
+        " --out {params.out} --threads {threads} --no-progress"
+        " > {log} 2>&1"
 
 
 rule train:
@@ -26,7 +26,6 @@ rule train:
     output:
         model=f"{RUNS}/{{method}}/{{task}}/{{stage}}/model.pt",
     params:
-        cli=UGPNET,
         stage=lambda w: PLAN.stage_config(w.method, w.task, w.stage),
     threads: CFG["threads"]["train"]
     conda:
@@ -34,5 +33,5 @@ rule train:
     log:
         f"{LOGS}/train_{{method}}_{{task}}_{{stage}}.log",
     shell:
-        "{params.cli} train --method {wildcards.method} --task {wildcards.task}"
+        "\"$UGPNET_PYTHON\" -m ugpnet train --method {wildcards.method} --task {wildcards.task}"
         " --stage {wildcards.stage} --threads {threads} --no-progress > {log} 2>&1"

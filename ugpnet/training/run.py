@@ -1,0 +1,257 @@
+"""A run folder: identity, resume, logs, checkpoint selection on the validation split.
+
+A run folder (``runs/<profile>/<experiment>/<method>/<task>/<stage>/``) holds:
+
+- ``options.json``  its identity (hash + what it hashes), descriptive options, code version
+- ``last.pt``       the full state for resuming (model(s), optimiser(s), scheduler, iteration,
+                    data position, RNG states), written atomically
+- ``best.pt``       the weights selected on the VALIDATION split so far (never the test split)
+- ``log.jsonl``     one line per ``log_every`` iterations (losses, lr, seconds per iteration)
+- ``val.jsonl``     one line per validation (metrics on the val split)
+- ``model.pt``      the selected weights + summary, written LAST: its presence means done
+- ``.lock``         held while a trainer works here (:mod:`.lock`)
+- ``superseded-<hash>/``  the state of an earlier run of this stage with another identity
+
+**Identity.** What defines the result: the stage's configuration slice without operational keys
+(workers, logging, checkpoint interval, threads, device) and the *content* digest of every file
+it reads (:func:`ugpnet.provenance.input_digest`). Same identity and a ``last.pt``: resume.
+Another identity (or ``--restart``): the old state is moved to ``superseded-<old hash>/`` with a
+message, never deleted.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..checkpoints import read_checkpoint, save_checkpoint
+from ..errors import CheckpointError
+from ..io import atomic_path, atomic_write_json
+from ..provenance import code_version, digest_of
+from .lock import RunLock
+
+# options that change how a run goes, not what it produces: never part of an identity
+OPERATIONAL_KEYS = frozenset({"num_workers", "log_every", "ckpt_every", "threads", "device",
+                              "progress"})
+STATE_FILES = ("last.pt", "best.pt", "log.jsonl", "val.jsonl", "model.pt", "summary.json")
+DEFAULT_VALIDATION = {"lpips_net": "alex", "psnr_cap_db": 100.0}
+
+
+class JsonlLog:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def write(self, record: Mapping) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+            f.flush()
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # a line cut by a kill
+                continue
+        return out
+
+    def truncate_after(self, it: int) -> None:
+        """Drop records beyond iteration ``it`` (after a resume from an older checkpoint)."""
+        keep = [r for r in self.read() if r.get("iter", 0) <= it]
+        with atomic_path(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+
+def strip_operational(obj: Any) -> Any:
+    """``obj`` without :data:`OPERATIONAL_KEYS` at any depth."""
+    if isinstance(obj, Mapping):
+        return {k: strip_operational(v) for k, v in obj.items() if k not in OPERATIONAL_KEYS}
+    if isinstance(obj, (list, tuple)):
+        return [strip_operational(v) for v in obj]
+    return obj
+
+
+def operational_of(obj: Any, prefix: str = "") -> dict:
+    """The :data:`OPERATIONAL_KEYS` values in ``obj`` by dotted path (recorded, not hashed)."""
+    out: dict = {}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if k in OPERATIONAL_KEYS:
+                out[prefix + k] = v
+            else:
+                out.update(operational_of(v, f"{prefix}{k}."))
+    return out
+
+
+def identity_changes(old: Any, new: Any, prefix: str = "", limit: int = 6) -> list[str]:
+    """Human-readable differences between two identities (``a.b: old -> new``)."""
+    out: list[str] = []
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for k in sorted(set(old) | set(new)):
+            if k not in old:
+                out.append(f"{prefix}{k}: added")
+            elif k not in new:
+                out.append(f"{prefix}{k}: removed")
+            elif old[k] != new[k]:
+                out += identity_changes(old[k], new[k], f"{prefix}{k}.", limit)
+            if len(out) >= limit:
+                break
+        return out[:limit]
+    if prefix.startswith("inputs."):
+        return [f"{prefix[:-1]}: content changed"]
+    return [f"{prefix[:-1]}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}"]
+
+
+class Run:
+    """The run folder of one stage (see the module docstring)."""
+
+    def __init__(self, out_dir: str | os.PathLike, options: Mapping, select_metric: str = "psnr",
+                 identity: Mapping | None = None, label: Mapping | None = None,
+                 restart: bool = False, validation: Mapping | None = None,
+                 operational: Mapping | None = None):
+        """``select_metric``: psnr/ssim (highest on val), lpips (lowest) or final (last).
+        ``identity``: what defines the result (default: ``options``); ``label``: method, task,
+        stage, profile... recorded in ``model.pt``; ``restart``: supersede any earlier state."""
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.options = dict(options)
+        self.identity = dict(identity if identity is not None else options)
+        self.hash = digest_of(self.identity)
+        self.label = dict(label or {})
+        self.restart = restart
+        self.validation = {**DEFAULT_VALIDATION, **dict(validation or {})}
+        self.operational = dict(operational or {})
+        self.select_metric = select_metric
+        self.higher_is_better = select_metric in ("psnr", "ssim")
+        self.log = JsonlLog(self.dir / "log.jsonl")
+        self.val_log = JsonlLog(self.dir / "val.jsonl")
+        self.lock = RunLock(self.dir)
+        self.best_value: float | None = None
+        self.best_iter: int | None = None
+        self.t0 = time.time()
+
+    @property
+    def final_path(self) -> Path:
+        return self.dir / "model.pt"
+
+    def say(self, message: str) -> None:
+        print(f"[{self.dir}] {message}", flush=True)
+
+    # ------------------------------------------------------------------ identity and resume
+    def _recorded(self) -> dict:
+        try:
+            return json.loads((self.dir / "options.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def supersede(self, reason: str, old_hash: str | None) -> Path | None:
+        """Move every state file aside to ``superseded-<old hash>/``; return that folder."""
+        present = [n for n in STATE_FILES + ("options.json",) if (self.dir / n).exists()]
+        if not any(n in STATE_FILES for n in present):
+            return None
+        base = self.dir / f"superseded-{old_hash or 'unknown'}"
+        dest, k = base, 1
+        while dest.exists():
+            k += 1
+            dest = Path(f"{base}-{k}")
+        dest.mkdir()
+        for name in present:
+            shutil.move(str(self.dir / name), str(dest / name))
+        self.say(f"{reason}; the earlier run's state ({', '.join(present)}) was moved to "
+                 f"{dest} and this stage starts afresh.")
+        return dest
+
+    def start(self) -> dict | None:
+        """Take the lock, settle identity, write ``options.json``; return the resume state from
+        ``last.pt`` when it belongs to this identity, else None."""
+        self.lock.acquire()
+        for tmp in self.dir.iterdir():  # temp files of writes a kill cut short (we hold the lock)
+            if tmp.is_file() and any(tmp.name.startswith(f".{n}.")
+                                     for n in STATE_FILES + ("options.json",)):
+                tmp.unlink()
+        old = self._recorded()
+        old_hash = old.get("identity_hash")
+        if self.restart:
+            self.supersede("--restart", old_hash)
+        elif old_hash != self.hash:
+            changes = identity_changes(old.get("identity", {}), self.identity) if old else []
+            why = ("the stage's identity changed (" + "; ".join(changes) + ")" if changes else
+                   "the folder holds state without a readable options.json")
+            self.supersede(why, old_hash)
+        resume = None
+        last = self.dir / "last.pt"
+        if last.exists():
+            resume = read_checkpoint(last, "resume state (last.pt)")
+            if resume.get("identity_hash") != self.hash:
+                raise CheckpointError(f"{last} belongs to another identity than its options.json; "
+                                      f"rerun with --restart to start this stage afresh.")
+            self.best_value = resume.get("best_value")
+            self.best_iter = resume.get("best_iter")
+            self.log.truncate_after(resume["iter"])
+            self.val_log.truncate_after(resume["iter"])
+            self.say(f"resuming from iteration {resume['iter']} (identity {self.hash})")
+        else:
+            partial = [n for n in ("best.pt", "log.jsonl", "val.jsonl") if (self.dir / n).exists()]
+            for name in partial:
+                (self.dir / name).unlink()
+            if partial:
+                self.say(f"no checkpoint yet: starting at iteration 0 ({', '.join(partial)} of "
+                         f"the interrupted attempt dropped)")
+        atomic_write_json(self.dir / "options.json", {
+            "identity_hash": self.hash, "identity": self.identity, "label": self.label,
+            "options": self.options, "operational": self.operational, "code": code_version(),
+            "torch": torch.__version__})
+        return resume
+
+    def close(self) -> None:
+        self.lock.release()
+
+    # ------------------------------------------------------------------ selection
+    def is_better(self, value: float) -> bool:
+        if self.best_value is None or not math.isfinite(self.best_value):
+            return True
+        return value > self.best_value if self.higher_is_better else value < self.best_value
+
+    def validated(self, it: int, metrics: Mapping[str, float], weights: Mapping) -> bool:
+        """Record val metrics; keep ``best.pt`` if the selection metric improved."""
+        if self.select_metric == "final":  # the last validated iteration is the selection
+            value, better = float(it), True
+        else:
+            value = float(metrics[self.select_metric])
+            better = self.is_better(value)
+        if better:
+            self.best_value, self.best_iter = value, it
+            save_checkpoint(self.dir / "best.pt", {"iter": it, "weights": dict(weights),
+                                                    "val": dict(metrics)})
+        self.val_log.write({"iter": it, **metrics, "selected": better})
+        return better
+
+    def save_last(self, it: int, state: Mapping) -> None:
+        save_checkpoint(self.dir / "last.pt", {"iter": it, "identity_hash": self.hash,
+                                                "best_value": self.best_value,
+                                                "best_iter": self.best_iter, **state})
+
+    def finish(self, extra: Mapping | None = None) -> dict:
+        """Write ``model.pt`` from ``best.pt`` (selected on val) and a summary; return summary."""
+        best = read_checkpoint(self.dir / "best.pt", "selected weights (best.pt)")
+        if self.best_iter is not None and best["iter"] != self.best_iter:
+            raise CheckpointError(f"{self.dir / 'best.pt'} holds iteration {best['iter']} but the "
+                                  f"run selected {self.best_iter}; rerun with --restart.")
+        summary = {"selected_iter": best["iter"], "select_metric": self.select_metric,
+                   "val": best["val"], "identity_hash": self.hash, **self.label,
+                   "code": code_version(), "seconds": round(time.time() - self.t0, 1),
+                   **(extra or {})}
+        save_checkpoint(self.final_path, {"weights": best["weights"], "summary": summary,
+                                          "label": self.label, "identity_hash": self.hash,
+                                          "options": json.dumps(self.options, default=str)})
+        atomic_write_json(self.dir / "summary.json", summary)
+        return summary
