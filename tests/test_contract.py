@@ -77,7 +77,7 @@ def test_builtin_kinds_declare_the_contract():
     assert (reg.family, reg.outputs) == ("regression", ("x_hat",))
     assert (ugp.family, ugp.outputs) == ("generative", ("x_hat", "x_reg", "x_syn"))
     assert [s.name for s in ugp.stages({}, "deblur")] == ["restoration", "synthesis", "fusion"]
-    assert [s.select for s in ugp.stages({}, "deblur")] == ["psnr", "lpips", "lpips"]
+    assert [s.select for s in ugp.stages({}, "deblur")] == ["psnr", "final", "psnr"]  # official
     assert [s.name for s in reg.stages({}, "deblur")] == ["train"]
 
 

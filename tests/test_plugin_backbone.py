@@ -22,6 +22,7 @@ overrides:
     ugpnet:
       tasks: [deblur]
       backbone: {deblur: toy}
+      init_from: {deblur: null}   # no regression method of the toy backbone to start from
   table1: {methods: [ugpnet], tasks: [deblur]}
 """
 

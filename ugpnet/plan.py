@@ -190,10 +190,12 @@ class Plan:
     def pretrained_prior(self) -> str:
         return str(Path(self.runs) / "prior" / "model.pt")
 
-    def prior(self) -> str:
-        """The StyleGAN2 prior: the user's checkpoint or the one the DAG pretrains. Refused when
-        neither exists (no prior trained for 0 iterations is ever used)."""
+    def prior(self) -> str | dict:
+        """The StyleGAN2 prior: the user's checkpoint (one file, or ``{g, d}`` files) or the one
+        the DAG pretrains. Refused when neither exists (no 0-iteration prior is ever used)."""
         sg = self.cfg["stylegan2"]
+        if isinstance(sg["checkpoint"], Mapping):
+            return {"g": str(sg["checkpoint"]["g"]), "d": str(sg["checkpoint"]["d"])}
         if sg["checkpoint"]:
             return str(sg["checkpoint"])
         if int(sg["pretrain"]["total_iters"]) < 1:
@@ -221,7 +223,12 @@ class Plan:
                 self.stage(method, task, need.stage)
                 inputs[need.name] = self.stage_model(method, task, need.stage)
             elif isinstance(need, Prior):
-                inputs[need.name] = self.prior()
+                prior = self.prior()
+                if isinstance(prior, Mapping):  # the official pair net_g.pth / net_d.pth
+                    inputs[need.name] = prior["g"]
+                    inputs[f"{need.name}_d"] = prior["d"]
+                else:
+                    inputs[need.name] = prior
             elif isinstance(need, (UserFile, MethodModel)):
                 value = (m.get(need.key) or {}).get(task)
                 if value is None:
@@ -238,6 +245,7 @@ class Plan:
                     inputs[need.name] = self.final_model(value, task)
             else:  # pragma: no cover - a new Need type without a resolver
                 raise TypeError(f"stage '{stage}' of '{method}' reads an unknown input {need!r}")
+        self.kind(method).check_stage(self.cfg, method, task, stage, inputs)
         return inputs
 
     def check(self) -> None:

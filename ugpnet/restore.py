@@ -52,14 +52,16 @@ def check_label(cfg: Mapping, method: str, task: str, checkpoint: Path) -> None:
 
 @torch.no_grad()
 def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: Path, out: Path,
-                   device, intermediate: bool = False, progress: bool = True) -> int:
+                   device, intermediate: bool = False, progress: bool = True,
+                   extra: Mapping[str, Path] | None = None) -> int:
     """Restore every image of ``inp`` into ``out`` (same stems, PNG). With ``intermediate`` a
     method with several outputs (UGPNet: x_reg, x_syn) writes them to ``out/<output>/`` too."""
     check_task(cfg, method, task)
     kind = kind_of(cfg, method)
     checkpoint = resolve_checkpoint(cfg, method, task, checkpoint)
     check_label(cfg, method, task, checkpoint)
-    model = kind.load(cfg, method, task, checkpoint, device)
+    model = kind.load(cfg, method, task, checkpoint, device,
+                      **({"extra": dict(extra)} if extra else {}))
     to_input = make_input_fn(kind.input_mode(method_cfg(cfg, method), task),
                              cfg["degradations"]["sr"]["scale"])
     files = list_images(inp, "degraded input folder")

@@ -18,20 +18,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intermediate", action="store_true",
                    help="methods with several outputs: also write each further output into "
                         "OUT/<output>/ (the result itself goes to OUT/)")
+    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
+                   help="a weight file of an official release kept outside --checkpoint (the "
+                        "method's kind names the files it reads); repeatable")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
     from ..config import load_config
+    from ..errors import ConfigError
     from ..restore import restore_folder
     from ..training.common import resolve_device, set_threads
 
     cfg = load_config(args)
     set_threads(args.threads)
     device = resolve_device(cfg["device"])
+    extra = {}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--weights expects NAME=PATH, got '{item}'")
+        extra[name] = Path(path)
     n = restore_folder(cfg, args.method, args.task, Path(args.checkpoint), Path(args.inp),
                        Path(args.out), device, intermediate=args.intermediate,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, extra=extra)
     print(f"restored {n} images into {args.out}")
     return 0

@@ -42,6 +42,7 @@ from .vgg import build_vgg_features
 _EPS = 1e-5
 _UGPNET_WEIGHT_BAND = 0.5  # fixed in the official code (independent of band_width)
 AGGREGATES = ("ugpnet", "mechrez")
+FEATURES = {"vgg19_relu3_4": ("vgg19", "relu3_4"), "vgg16_relu3_3": ("vgg16", "relu3_3")}
 
 
 def contextual_similarity(x: torch.Tensor, y: torch.Tensor, band_width: float = 0.5,
@@ -88,14 +89,21 @@ def grid_patches(img: torch.Tensor, patch: int) -> torch.Tensor:
 class ContextualLoss(nn.Module):
     """Patch-wise contextual loss ``forward(pred, target)`` (see the module docstring).
 
-    ``layer``: VGG layer (VGG19 name; mapped to VGG16 when that is the backbone). ``backbone``:
-    ``auto`` | ``vgg19`` | ``vgg16``. ``patch_size``: grid patch size in px (``None``: whole image).
+    ``features``: ``vgg19_relu3_4`` (official; VGG19 weights required) or ``vgg16_relu3_3``
+    (the offline LPIPS VGG16); when given it sets ``layer`` and ``backbone``. Otherwise ``layer``
+    (a VGG19 name, mapped to VGG16 when that is the backbone) and ``backbone`` (``auto`` |
+    ``vgg19`` | ``vgg16``). ``patch_size``: grid patch size in px (``None``: whole image).
     ``max_patches``: keep at most this many random grid patches per call (``None``: all)."""
 
     def __init__(self, layer: str = "relu3_4", band_width: float = 0.5, patch_size: int | None = 128,
                  max_patches: int | None = None, backbone: str = "auto", aggregate: str = "ugpnet",
-                 loss_weight: float = 1.0):
+                 loss_weight: float = 1.0, features: str | None = None):
         super().__init__()
+        if features is not None:
+            if features not in FEATURES:
+                raise ConfigError(f"contextual: features must be one of {sorted(FEATURES)}, got "
+                                  f"'{features}'")
+            backbone, layer = FEATURES[features]
         if not band_width > 0:
             raise ConfigError(f"contextual: band_width must be > 0, got {band_width}")
         if patch_size is not None and int(patch_size) < 4:

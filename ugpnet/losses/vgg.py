@@ -86,9 +86,12 @@ def build_vgg_features(layer: str = "relu3_4", backbone: str = "auto") -> VGGFea
     if backbone == "vgg19" or (backbone == "auto" and ckpt is not None):
         if ckpt is None:
             raise CheckpointError(
-                f"VGG19 weights requested but '{store.torch_hub_checkpoints_dir() / VGG19_FILE}' does not "
-                f"exist. Copy torchvision's {VGG19_URL} there, or use backbone 'auto'/'vgg16' (the "
-                f"offline VGG16 of the LPIPS metric).")
+                f"VGG19 weights are required (the official contextual loss uses VGG19 relu3_4) but "
+                f"'{store.torch_hub_checkpoints_dir() / VGG19_FILE}' does not exist. Download "
+                f"torchvision's {VGG19_URL} and put it there (that folder is "
+                f"<torch.hub.get_dir()>/checkpoints; TORCH_HOME moves it). Offline, a profile may "
+                f"choose the LPIPS VGG16 instead, explicitly: contextual: {{features: "
+                f"vgg16_relu3_3}} (not the paper's).")
         name = map_layer(layer, "vgg19")
         state = vgg19_features_state(ckpt)
         return VGGFeatures("vgg19", name, state, f"vgg19/{name} (torchvision {VGG19_FILE})")

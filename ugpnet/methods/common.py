@@ -35,7 +35,8 @@ def loaders(ctx: StageContext, train: Mapping, input_mode: str):
     scale = cfg["degradations"]["sr"]["scale"]
     train_ds = tdata.train_dataset(gt_root / "train", task, cfg["degradations"],
                                    ctx.optional_input("kernels"), input_mode,
-                                   cfg["data"]["seed"], train.get("crop_size"))
+                                   cfg["data"]["seed"], train.get("crop_size"),
+                                   hflip=train.get("hflip", True))
     val_ds = tdata.paired_dataset(ctx.input("val").parent, gt_root / "val", task, input_mode,
                                   scale)
     return (tdata.loader(train_ds, train["batch_size"], True, train.get("num_workers", 0),

@@ -185,6 +185,11 @@ class MethodKind:
         return {"method": cfg["methods"][method], "degradations": cfg["degradations"][task],
                 "data": cfg["data"]}
 
+    def check_stage(self, cfg: Mapping[str, Any], method: str, task: str, stage: str,
+                    inputs: Mapping[str, str]) -> None:
+        """Refuse a configuration that cannot train ``stage`` (raise ConfigError naming the key).
+        Called by the plan for every stage when the DAG is built; default: nothing to check."""
+
     def input_mode(self, mcfg: Mapping[str, Any], task: str) -> str:
         """How the method receives its input: ``lq`` (same size as the output), or for SR ``lr``
         (the small image) or ``bicubic_up`` (upsampled back), from ``sr_input``."""
@@ -203,7 +208,10 @@ class MethodKind:
     def build(self, cfg: Mapping[str, Any], method: str, task: str):
         raise NotImplementedError
 
-    def load(self, cfg: Mapping[str, Any], method: str, task: str, checkpoint: Path, device):
+    def load(self, cfg: Mapping[str, Any], method: str, task: str, checkpoint: Path, device,
+             extra: Mapping[str, Path] | None = None):
+        """The trained model; ``extra``: named weight files given beside the checkpoint
+        (``ugpnet restore --weights NAME=PATH``), for kinds that read official releases."""
         raise NotImplementedError
 
     def predict(self, model, x) -> dict:

@@ -6,6 +6,7 @@ One stage, ``train``, that reads the data and optionally official weights to sta
 from __future__ import annotations
 
 from pathlib import Path
+from ..errors import ConfigError
 from ..models.build import build_backbone
 from ..training.common import count_params
 from .common import data_options, final_weights, loaders, new_run
@@ -54,8 +55,11 @@ class RegressionKind(MethodKind):
         return run_stage(stage, run=run, train=train, train_loader=train_loader,
                          val_loader=val_loader, device=ctx.device, progress=ctx.progress)
 
-    def load(self, cfg, method, task, checkpoint, device):
+    def load(self, cfg, method, task, checkpoint, device, extra=None):
         from ..checkpoints import load_state_dict_strict
+
+        if extra:
+            raise ConfigError(f"--weights {sorted(extra)}: a regression method loads one file")
 
         net = self.build(cfg, method, task)
         load_state_dict_strict(net, final_weights(checkpoint), str(checkpoint))

@@ -1,26 +1,31 @@
 """Kind ``ugpnet``: restoration → synthesis → fusion, trained in three stages (paper Sec. 3.4).
 
-Stages and what they read:
+Stages and what they read (the official recipe is params.yaml's default, with sources there):
 
-- ``restoration`` (data; optional ``pretrained`` file or ``init_from`` method): the regression
-  network's own loss; the backbone starts from an official file (``pretrained.<task>``) or from
-  the final model of another method (``init_from.<task>``, e.g. the NAFNet baseline), else from
-  scratch; structure_encoder/merging_net from scratch. Selected on val PSNR.
-- ``synthesis`` (data, restoration, prior): see :mod:`.ugpnet_stages`. Selected on val LPIPS.
-- ``fusion`` (data, restoration, synthesis): exports the whole UGPNet. Selected on val LPIPS.
+- ``restoration`` (data; ``pretrained`` file or ``init_from`` method): the regression network's
+  own loss; the backbone starts from an official file (``pretrained.<task>``) or from the final
+  model of the regression method of the same backbone and task (``init_from.<task>``); R_se and
+  R_mg from scratch. A *direct* backbone (RRDBNet) is used as trained and frozen
+  (``direct_backbone: frozen``): the stage exports it without training. Selected by
+  ``stages.restoration.select`` (official: val PSNR).
+- ``synthesis`` (data, restoration, prior): see :mod:`.ugpnet_stages`; official: the final
+  iteration.
+- ``fusion`` (data, restoration, synthesis): exports the whole UGPNet; official: best val PSNR.
 
 Outputs: ``x_hat`` (the result), ``x_reg`` and ``x_syn``.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import torch
 
+from ..checkpoints import load_state_dict_strict, read_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..models.build import (backbone_name, build_discriminator, build_restoration,
                             build_synthesis, build_ugpnet)
-from ..checkpoints import load_state_dict_strict, read_checkpoint
+from ..training.augment import CycleAugment
 from ..training.prior import load_prior
 from .common import data_options, final_weights, loaders, new_run
 from .contract import Data, MethodKind, MethodModel, Previous, Prior, Stage, StageContext, UserFile
@@ -28,6 +33,22 @@ from .registry import register_kind
 from .ugpnet_stages import FusionStage, SynthesisStage
 
 SCHEMA = Path(__file__).with_name("schemas") / "ugpnet.yaml"
+DEFAULT_SELECT = {"restoration": "psnr", "synthesis": "final", "fusion": "psnr"}
+
+
+def _backbone_kind(mcfg: Mapping, task: str) -> str | None:
+    from ..models.backbones import BACKBONES
+
+    try:
+        return getattr(BACKBONES.get(backbone_name(mcfg, task)), "kind", None)
+    except (KeyError, ConfigError):
+        return None
+
+
+def frozen_direct(mcfg: Mapping, task: str) -> bool:
+    """A direct backbone used as trained (official): the restoration stage does not train."""
+    return (mcfg.get("direct_backbone", "frozen") == "frozen"
+            and _backbone_kind(mcfg, task) == "direct")
 
 
 @register_kind("ugpnet")
@@ -37,12 +58,17 @@ class UGPNetKind(MethodKind):
     schema = SCHEMA
 
     def stages(self, mcfg, task):
+        sel = {name: (mcfg.get("stages", {}).get(name, {}) or {}).get("select", default)
+               for name, default in DEFAULT_SELECT.items()}
+        if mcfg and frozen_direct(mcfg, task):
+            sel["restoration"] = "final"  # nothing is trained: the initial weights are the model
         return (
             Stage("restoration", reads=(Data(), UserFile("pretrained"), MethodModel("init_from")),
-                  select="psnr"),
-            Stage("synthesis", reads=(Data(), Previous("restoration"), Prior()), select="lpips"),
+                  select=sel["restoration"]),
+            Stage("synthesis", reads=(Data(), Previous("restoration"), Prior()),
+                  select=sel["synthesis"]),
             Stage("fusion", reads=(Data(), Previous("restoration"), Previous("synthesis")),
-                  select="lpips"),
+                  select=sel["fusion"]),
         )
 
     def stage_config(self, cfg, method, task, stage):
@@ -54,12 +80,36 @@ class UGPNetKind(MethodKind):
         if stage == "restoration":
             out["pretrained"] = (m.get("pretrained") or {}).get(task)
             out["init_from"] = (m.get("init_from") or {}).get(task)
+            out["frozen_direct"] = frozen_direct(m, task)
         else:
-            out["stylegan2"] = {k: v for k, v in cfg["stylegan2"].items() if k != "pretrain"}
+            out["stylegan2"] = {k: v for k, v in cfg["stylegan2"].items()
+                                if k not in ("pretrain", "checkpoint")}
             out["randomize_noise"] = m.get("randomize_noise", False)
         if stage == "fusion":
             out["fusion"] = m["fusion"]
         return out
+
+    def check_stage(self, cfg, method, task, stage, inputs):
+        if stage != "restoration":
+            return
+        m = cfg["methods"][method]
+        other = (m.get("init_from") or {}).get(task)
+        if other is not None and "pretrained" not in inputs:
+            theirs = cfg["methods"][other].get("backbone")
+            theirs = backbone_name(cfg["methods"][other], task) if theirs is not None else None
+            ours = backbone_name(m, task)
+            if theirs != ours:
+                raise ConfigError(
+                    f"methods.{method}.init_from.{task} = '{other}', whose backbone is "
+                    f"'{theirs}', but {method} uses '{ours}' for {task}: initialise from a "
+                    f"regression method of the same backbone, or set init_from.{task}: null")
+        if frozen_direct(m, task) and "pretrained" not in inputs and "init_from" not in inputs:
+            raise ConfigError(
+                f"{method}/{task}: the direct backbone '{backbone_name(m, task)}' is used as "
+                f"trained and frozen (methods.{method}.direct_backbone: frozen, as official), but "
+                f"nothing initialises it: set methods.{method}.init_from.{task} (e.g. rrdbnet) or "
+                f"methods.{method}.pretrained.{task} (e.g. rrdbnet_x8_bicubic.pth), or "
+                f"direct_backbone: train")
 
     def build(self, cfg, method, task):
         return build_ugpnet(cfg, method, task)
@@ -71,17 +121,21 @@ class UGPNetKind(MethodKind):
 
         cfg, m, task, name = ctx.cfg, ctx.mcfg, ctx.task, ctx.stage.name
         st = m["stages"][name]
-        train = st["train"]
+        train = dict(st["train"])
+        frozen = name == "restoration" and frozen_direct(m, task)
+        if frozen:
+            train["total_iters"] = 0  # exported as initialised (validated once, at iteration 0)
         bname = backbone_name(m, task)
         train_loader, val_loader = loaders(ctx, train, self.input_mode(m, task))
         options = {"backbone": bname, "backbone_kwargs": cfg["backbones"][bname][task],
                    "stage_options": st, "stylegan2": cfg["stylegan2"], "fusion": m["fusion"],
-                   **data_options(ctx)}
+                   "inputs": {k: str(v) for k, v in ctx.inputs.items()}, **data_options(ctx)}
         restoration = build_restoration(cfg, ctx.method, task)
         common = dict(train=train, train_loader=train_loader, val_loader=val_loader,
                       device=ctx.device, progress=ctx.progress)
         if name == "restoration":
             options["initialised_from"] = self._init_backbone(ctx, restoration.backbone)
+            options["frozen_direct_backbone"] = frozen
             restoration.to(ctx.device)
             loss = _restoration_loss(st, bname)
             options["loss"] = loss
@@ -93,11 +147,16 @@ class UGPNetKind(MethodKind):
             sg = cfg["stylegan2"]
             synthesis = build_synthesis(sg, m.get("randomize_noise", False))
             D = build_discriminator(sg)
-            prior = ctx.input("prior")
-            options["prior"] = {"path": str(prior),
-                                "format": load_prior(prior, synthesis.generator, D)}
+            prior, prior_d = ctx.input("prior"), ctx.optional_input("prior_d")
+            options["prior"] = {"g": str(prior), "d": str(prior_d or prior),
+                                "format": load_prior(prior, synthesis.generator, D, prior_d)}
+            options["d_input_range"] = list(st.get("d_input_range", (-1, 1)))
+            aug = st.get("augment")
+            augment = None if not aug else CycleAugment(
+                aug["cycle"], aug["scale"], aug["translate_px_at_512"], aug["rotate_deg"],
+                resolution=cfg["data"]["resolution"], seed=cfg["data"]["seed"])
             s = SynthesisStage(restoration.to(ctx.device), synthesis.to(ctx.device),
-                               D.to(ctx.device), st, train, ctx.device)
+                               D.to(ctx.device), st, train, ctx.device, augment=augment)
             return run_stage(s, run=new_run(ctx, options), **common)
         if name == "fusion":
             model = build_ugpnet(cfg, ctx.method, task)
@@ -117,7 +176,8 @@ class UGPNetKind(MethodKind):
 
         user = ctx.optional_input("pretrained")
         if user is not None:
-            if user.is_dir() or (user.suffix == ".pt" and "summary" in read_checkpoint(user, "pretrained backbone")):
+            if user.is_dir() or (user.suffix == ".pt" and "summary" in read_checkpoint(
+                    user, "pretrained backbone")):
                 _load(backbone, user, "pretrained backbone")
             else:
                 load_pretrained_backbone(user, backbone)
@@ -129,7 +189,10 @@ class UGPNetKind(MethodKind):
         return None
 
     # ------------------------------------------------------------------ inference
-    def load(self, cfg, method, task, checkpoint, device):
+    def load(self, cfg, method, task, checkpoint, device, extra=None):
+        """A finished run's ``model.pt``, or an official release folder (``resmodule``,
+        ``synmodule``, ``fusmodule`` files; ``extra`` names any of them elsewhere, e.g. the SR
+        release's ``resmodule=…/ckpt/pretrained/rrdbnet_x8_bicubic.pth``)."""
         from ..models.keymaps import load_official_ugpnet
 
         model = build_ugpnet(cfg, method, task)
@@ -137,8 +200,12 @@ class UGPNetKind(MethodKind):
         if path.is_file() and path.suffix != ".pt":
             raise CheckpointError(f"'{path}' is not a ugpnet-bench checkpoint (model.pt) nor an "
                                   f"official UGPNet release folder")
-        if path.is_dir() and not (path / "model.pt").exists():
-            load_official_ugpnet(path, model)  # official resmodule/synmodule/fusmodule folder
+        if extra or (path.is_dir() and not (path / "model.pt").exists()):
+            unknown = sorted(set(extra or {}) - {"resmodule", "synmodule", "fusmodule"})
+            if unknown:
+                raise ConfigError(f"--weights {unknown}: an official UGPNet release has the files "
+                                  f"resmodule, synmodule and fusmodule")
+            load_official_ugpnet(path, model, files=extra)
             return model.to(device).eval()
         load_state_dict_strict(model, final_weights(path), str(path))
         return model.to(device).eval()

@@ -26,9 +26,15 @@ def frozen(module: torch.nn.Module) -> torch.nn.Module:
 
 
 class SynthesisStage:
+    """E and G against the frozen restoration; ``augment`` (official: one geometric transform
+    per iteration, the same for x_reg and gt) is a :class:`~ugpnet.training.augment.CycleAugment`
+    or None; D sees images in ``st["d_input_range"]``."""
+
     def __init__(self, restoration, synthesis, discriminator, st: Mapping, train: Mapping,
-                 device):
+                 device, augment=None):
         self.restoration = frozen(restoration)
+        self.augment = augment
+        self.d_range = tuple(st.get("d_input_range", (-1, 1)))
         self.synthesis, self.D = synthesis, discriminator
         self.modules = [synthesis, discriminator]
         self.st = st
@@ -42,18 +48,27 @@ class SynthesisStage:
         self.adv_weight = float(st["loss"].get("adversarial", 0.0))
         self.loss_fn = weighted_loss(weights, device, {"lpips": lpips_kwargs(st, device)})
 
-    def step(self, batch, it):
+    def inputs(self, batch, it):
+        """(x_reg, gt) of iteration ``it``: the frozen restoration's output and the ground truth,
+        augmented together when the stage augments."""
         with torch.no_grad():
             x_reg = self.restoration(batch["lq"])[0]
+            gt = batch["gt"]
+            if self.augment is not None:
+                x_reg, gt = self.augment(it, x_reg, gt)
+        return x_reg, gt
+
+    def step(self, batch, it):
+        x_reg, gt = self.inputs(batch, it)
         x_syn, _ = self.synthesis(x_reg)
         parts = {}
         if self.adv_weight > 0:
-            parts.update(d_step(self.D, self.opt_d, batch["gt"], x_syn, it, self.st["r1_gamma"],
-                                self.st["r1_every"]))
+            parts.update(d_step(self.D, self.opt_d, gt, x_syn, it, self.st["r1_gamma"],
+                                self.st["r1_every"], input_range=self.d_range))
         requires_grad(self.D, False)
-        loss, rec = self.loss_fn(x_syn, batch["gt"])
+        loss, rec = self.loss_fn(x_syn, gt)
         if self.adv_weight > 0:
-            adv = g_adv_loss(self.D, x_syn)
+            adv = g_adv_loss(self.D, x_syn, input_range=self.d_range)
             loss = loss + self.adv_weight * adv
             rec["adversarial"] = float(adv.detach())
         self.opt_g.zero_grad(set_to_none=True)

@@ -242,21 +242,29 @@ def _pick(folder: Path, patterns: Sequence[str], what: str) -> Path:
     raise CheckpointError(f"{folder}: no {what} file (looked for {', '.join(patterns)})")
 
 
-def find_official_files(folder: str | os.PathLike) -> Dict[str, Path]:
+OFFICIAL_PATTERNS = {
+    "resmodule": (("resmodule_best*.pth", "resmodule*.pth", "rrdbnet_x8*.pth"),
+                  "restoration module (resmodule_*.pth / rrdbnet_x8*.pth)"),
+    "synmodule": (("synmodule*.pth",), "synthesis module (synmodule_*.pth)"),
+    "fusmodule": (("fusmodule_best.pth", "fusmodule*.pth"), "fusion module (fusmodule_*.pth)"),
+}
+
+
+def find_official_files(folder: str | os.PathLike,
+                        given: Optional[Mapping[str, str | os.PathLike]] = None) -> Dict[str, Path]:
     """Locate ``resmodule`` / ``synmodule`` / ``fusmodule`` files of an official UGPNet release
-    folder (``ckpt/UGPNet_with_<...>``). The RRDBNet variant's restoration module is
-    ``rrdbnet_x8*.pth``, which may sit in the same folder."""
+    folder (``ckpt/UGPNet_with_<...>``); ``given`` names any of them elsewhere (the SR release
+    keeps its restoration module ``rrdbnet_x8_bicubic.pth`` in ``ckpt/pretrained/``)."""
     folder = Path(folder)
-    if not folder.is_dir():
+    found = {k: Path(v) for k, v in (given or {}).items()}
+    missing = [k for k in OFFICIAL_PATTERNS if k not in found]
+    if missing and not folder.is_dir():
         raise CheckpointError(f"official UGPNet checkpoint folder {folder} not found (expected "
                               f"resmodule_*.pth, synmodule_*.pth and fusmodule_best.pth)")
-    return {
-        "resmodule": _pick(folder, ("resmodule_best*.pth", "resmodule*.pth", "rrdbnet_x8*.pth"),
-                           "restoration module (resmodule_*.pth / rrdbnet_x8*.pth)"),
-        "synmodule": _pick(folder, ("synmodule*.pth",), "synthesis module (synmodule_*.pth)"),
-        "fusmodule": _pick(folder, ("fusmodule_best.pth", "fusmodule*.pth"),
-                           "fusion module (fusmodule_*.pth)"),
-    }
+    for key in missing:
+        patterns, what = OFFICIAL_PATTERNS[key]
+        found[key] = _pick(folder, patterns, what)
+    return found
 
 
 def load_official_ugpnet(path: str | os.PathLike, model: nn.Module,
@@ -264,11 +272,7 @@ def load_official_ugpnet(path: str | os.PathLike, model: nn.Module,
     """Load an official UGPNet release folder (see :func:`find_official_files`) into our UGPNet
     (``model.restoration``, ``model.synthesis``, ``model.fusion``). ``files`` overrides any of the
     three paths (keys ``resmodule``, ``synmodule``, ``fusmodule``)."""
-    found = dict(files or {})
-    if len(found) < 3:
-        auto = find_official_files(path)
-        for k, v in auto.items():
-            found.setdefault(k, v)
+    found = find_official_files(path, files)
     load_official_restoration(found["resmodule"], model.restoration)
     from .synthesis.loading import load_official_synmodule
 

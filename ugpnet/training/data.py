@@ -56,10 +56,10 @@ class MapLQ(torch.utils.data.Dataset):
 
 
 def train_dataset(gt_dir, task: str, deg: Mapping, kernel_bank, mode: str, seed: int,
-                  crop_size: int | None) -> torch.utils.data.Dataset:
+                  crop_size: int | None, hflip: bool = True) -> torch.utils.data.Dataset:
     crop = crop_size
     return OnTheFlyDegradationDataset(gt_dir, make_degrade_fn(task, deg, kernel_bank, mode),
-                                      seed=seed, crop=crop, flip=True,
+                                      seed=seed, crop=crop, flip=hflip,
                                       scale=deg["sr"]["scale"] if task == "sr" else 1)
 
 

@@ -6,16 +6,21 @@ import torch
 from ..losses.adversarial import d_logistic_loss, d_r1_penalty, g_nonsaturating_loss, r1_weight
 
 
-def to_gan(x: torch.Tensor) -> torch.Tensor:
-    """[0,1] → StyleGAN's [-1,1]."""
-    return x * 2.0 - 1.0
+GAN_RANGE = (-1.0, 1.0)  # StyleGAN's convention (prior pretraining)
+
+
+def to_range(x01: torch.Tensor, input_range=GAN_RANGE) -> torch.Tensor:
+    """Images in [0, 1] → ``input_range`` (``(0, 1)``: unchanged; ``(-1, 1)``: ``2x - 1``)."""
+    lo, hi = float(input_range[0]), float(input_range[1])
+    return x01 if (lo, hi) == (0.0, 1.0) else x01 * (hi - lo) + lo
 
 
 def d_step(D, opt_d, real01: torch.Tensor, fake01: torch.Tensor, it: int, r1_gamma: float,
-           r1_every: int) -> dict:
+           r1_every: int, input_range=GAN_RANGE) -> dict:
     """Logistic D loss; every ``r1_every`` steps the lazy R1 penalty (weight gamma/2 * interval)
-    is added to the same backward pass and optimiser step (as the official UGPNet code does)."""
-    real, fake = to_gan(real01.detach()), to_gan(fake01.detach())
+    is added to the same backward pass and optimiser step (as the official UGPNet code does).
+    D sees the images mapped to ``input_range`` (official UGPNet synthesis: ``(0, 1)``)."""
+    real, fake = to_range(real01.detach(), input_range), to_range(fake01.detach(), input_range)
     r1_due = r1_gamma > 0 and it % r1_every == 0
     if r1_due:
         real.requires_grad_(True)
@@ -33,8 +38,8 @@ def d_step(D, opt_d, real01: torch.Tensor, fake01: torch.Tensor, it: int, r1_gam
     return parts
 
 
-def g_adv_loss(D, fake01: torch.Tensor) -> torch.Tensor:
-    return g_nonsaturating_loss(D(to_gan(fake01)))
+def g_adv_loss(D, fake01: torch.Tensor, input_range=GAN_RANGE) -> torch.Tensor:
+    return g_nonsaturating_loss(D(to_range(fake01, input_range)))
 
 
 @torch.no_grad()

@@ -127,10 +127,24 @@ def _sample_grid(G, path: Path, device, seed: int, n: int = 16) -> None:
     write_png(path, (grid.numpy() * 255).round().astype(np.uint8))
 
 
-def load_prior(path: str | Path, generator, discriminator=None) -> str:
+def load_prior(path: str | Path, generator, discriminator=None,
+               d_path: str | Path | None = None) -> str:
     """Load a StyleGAN2 prior into ``generator`` (and ``discriminator``): a prior pretrained here
     (``format`` = :data:`PRIOR_FORMAT`) or an official checkpoint (rosinality, BasicSR, NVIDIA;
-    :func:`ugpnet.models.synthesis.loading.load_stylegan2`). Returns the format's name."""
+    :func:`ugpnet.models.synthesis.loading.load_stylegan2`). ``d_path``: the discriminator's own
+    file, as the official release ships them (``net_g.pth`` with ``params_ema``, ``net_d.pth``
+    with ``params``). Returns the format's name."""
+    if d_path is not None:
+        fmt = load_prior(path, generator)
+        if discriminator is not None:
+            from ..models.synthesis.loading import load_stylegan2
+
+            if not Path(d_path).is_file():
+                raise CheckpointError(f"StyleGAN2 discriminator '{d_path}' not found "
+                                      f"(stylegan2.checkpoint.d)")
+            fmt_d = load_stylegan2(d_path, None, discriminator).format
+            return f"{fmt} + {fmt_d} (separate G and D files)"
+        return fmt
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
