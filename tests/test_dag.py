@@ -34,10 +34,11 @@ def plan(tiny_run):
 
 def test_table1_has_real_numbers_for_every_method_and_task(tiny_run, plan):
     df = pd.read_csv(tiny_run / "results" / "table1.csv", index_col="method")
-    assert set(df.index) == {"nafnet", "rrdbnet", "ugpnet"}
-    assert df["family"].to_dict() == {"nafnet": "regression", "rrdbnet": "regression",
-                                      "ugpnet": "generative"}
-    cells = {"nafnet": ("denoise", "deblur"), "rrdbnet": ("sr",), "ugpnet": ("denoise", "deblur", "sr")}
+    assert list(df.index) == ["input", "nafnet", "rrdbnet", "ugpnet"]
+    assert df["family"].to_dict() == {"input": "reference", "nafnet": "regression",
+                                      "rrdbnet": "regression", "ugpnet": "generative"}
+    cells = {"input": ("denoise", "deblur", "sr"), "nafnet": ("denoise", "deblur"),
+             "rrdbnet": ("sr",), "ugpnet": ("denoise", "deblur", "sr")}
     for method, tasks in cells.items():
         for task in tasks:
             mean = json.loads(Path(plan.metrics_file(method, task)).read_text())["mean"]
@@ -56,6 +57,19 @@ def test_table1_has_real_numbers_for_every_method_and_task(tiny_run, plan):
                               for g, p in zip(gts, restored)])
             assert df.loc[method, f"{task}_psnr"] == pytest.approx(direct, abs=1e-4)
     assert pd.isna(df.loc["nafnet", "sr_psnr"])  # NAFNet does not run SR, as in the paper
+    # the input row is the degraded test images themselves (SR: upsampled back by bicubic)
+    from ugpnet.degradations import sr_input
+    from ugpnet.io import read_image
+
+    for task in ("denoise", "deblur", "sr"):
+        lq_dir, gt_dir = Path(plan.lq_dir(task, "test")), Path(plan.gt_dir("test"))
+        vals = []
+        for lq in sorted(lq_dir.glob("*.png")):
+            x = read_image(lq)
+            if task == "sr":
+                x = sr_input(x, "bicubic_up", 8)
+            vals.append(peak_signal_noise_ratio(read_image(gt_dir / lq.name), x, data_range=255))
+        assert df.loc["input", f"{task}_psnr"] == pytest.approx(np.mean(vals), abs=1e-4), task
     meta = json.loads((tiny_run / "results" / "table1.json").read_text())
     assert meta["profile"] == "tiny" and meta["experiment"] == "default"
     assert "not the paper" in meta["note"]
@@ -66,6 +80,7 @@ def test_table1_has_real_numbers_for_every_method_and_task(tiny_run, plan):
     assert (tiny_run / "results" / "table1.png").stat().st_size > 1000
 
 
+# the input row trains nothing, so it has no run
 STAGES = {("nafnet", "denoise"): ["train"], ("nafnet", "deblur"): ["train"],
           ("rrdbnet", "sr"): ["train"],
           **{("ugpnet", t): ["restoration", "synthesis", "fusion"] for t in ("denoise", "deblur", "sr")}}

@@ -35,7 +35,9 @@ for _top in ("ugpnet.plan", "ugpnet.restore", "ugpnet.tables"):
     ALLOWED[_top] = ALLOWED["ugpnet.methods"] | {"ugpnet.methods"}
 ALLOWED["ugpnet.config"] = ALLOWED["ugpnet.plan"] | {"ugpnet.plan", "ugpnet.restore",
                                                      "ugpnet.tables"}
-ALLOWED["ugpnet.commands"] = ALLOWED["ugpnet.config"] | {"ugpnet.config"}
+# timing of every registered method (reads the resolved config's plugins): beside commands
+ALLOWED["ugpnet.bench"] = ALLOWED["ugpnet.config"] | {"ugpnet.config"}
+ALLOWED["ugpnet.commands"] = ALLOWED["ugpnet.config"] | {"ugpnet.config", "ugpnet.bench"}
 ALLOWED["ugpnet.cli"] = ALLOWED["ugpnet.commands"] | {"ugpnet.commands"}
 KNOWN: set = set()  # known upward edges (none)
 KNOWN_CYCLES: list = []  # known cycles (none)

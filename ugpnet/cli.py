@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "table": "table",
     "params": "params",
+    "bench": "bench",
 }
 
 

@@ -182,10 +182,11 @@ class Plan:
     def stage_model(self, method: str, task: str, stage: str) -> str:
         return str(Path(self.stage_dir(method, task, stage)) / "model.pt")
 
-    def final_model(self, method: str, task: str) -> str:
+    def final_model(self, method: str, task: str) -> str | None:
+        """The method's model file (its last stage's), None for a method that trains nothing."""
         check_task(self.cfg, method, task)
         final = self.kind(method).final_stage(self.mcfg(method), task)
-        return self.stage_model(method, task, final.name)
+        return None if final is None else self.stage_model(method, task, final.name)
 
     def pretrained_prior(self) -> str:
         return str(Path(self.runs) / "prior" / "model.pt")
@@ -242,7 +243,11 @@ class Plan:
                     if value == method:
                         raise ConfigError(f"methods.{method}.{need.key}.{task} names the method "
                                           f"itself")
-                    inputs[need.name] = self.final_model(value, task)
+                    model = self.final_model(value, task)
+                    if model is None:
+                        raise ConfigError(f"methods.{method}.{need.key}.{task} = '{value}' trains "
+                                          f"no model to start from")
+                    inputs[need.name] = model
             else:  # pragma: no cover - a new Need type without a resolver
                 raise TypeError(f"stage '{stage}' of '{method}' reads an unknown input {need!r}")
         self.kind(method).check_stage(self.cfg, method, task, stage, inputs)

@@ -14,13 +14,19 @@ from .provenance import code_version
 from .training.data import make_input_fn
 
 
-def resolve_checkpoint(cfg: Mapping, method: str, task: str, checkpoint: Path) -> Path:
+def resolve_checkpoint(cfg: Mapping, method: str, task: str, checkpoint: Path | None) -> Path | None:
     """A method's final ``model.pt`` given itself, its stage folder or the method's run folder
     ``RUNS/<method>/<task>``; any other path is passed to the kind as is (e.g. an official
     release folder)."""
+    final = kind_of(cfg, method).final_stage(method_cfg(cfg, method), task)
+    if final is None:  # a method that trains nothing has no checkpoint
+        return None
+    if checkpoint is None:
+        raise CheckpointError(f"method '{method}' needs --checkpoint (its trained model.pt or "
+                              f"run folder)")
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
-        final = kind_of(cfg, method).final_stage(method_cfg(cfg, method), task).name
+        final = final.name
         for candidate in (checkpoint / final / "model.pt", checkpoint / "model.pt"):
             if candidate.is_file():
                 return candidate
@@ -30,7 +36,7 @@ def resolve_checkpoint(cfg: Mapping, method: str, task: str, checkpoint: Path) -
 def check_label(cfg: Mapping, method: str, task: str, checkpoint: Path) -> None:
     """A ugpnet-bench ``model.pt`` records the method, task and profile it was trained for;
     restoring it as anything else is an error naming both."""
-    if not (checkpoint.is_file() and checkpoint.suffix == ".pt"):
+    if checkpoint is None or not (checkpoint.is_file() and checkpoint.suffix == ".pt"):
         return
     try:  # mmap: reads the small label, not the weights
         obj = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
@@ -87,8 +93,8 @@ def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: 
     written = [o for o in kind.outputs if o == primary or intermediate]
     in_manifest = inp / "manifest.json"
     atomic_write_json(out / "manifest.json", {
-        "method": method, "task": task, "checkpoint": str(checkpoint),
-        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint.is_file() else None,
+        "method": method, "task": task, "checkpoint": str(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint and checkpoint.is_file() else None,
         "input": str(inp), "input_manifest": str(in_manifest) if in_manifest.is_file() else None,
         "input_manifest_sha256": sha256_file(in_manifest) if in_manifest.is_file() else None,
         "code": code_version(), "outputs": written, "count": len(outputs), "sha256": outputs})

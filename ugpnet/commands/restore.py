@@ -10,7 +10,7 @@ HELP = "restore a folder of degraded images with a trained method (PNG outputs, 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True, help="a method defined in params.yaml")
     p.add_argument("--task", required=True, choices=["denoise", "deblur", "sr"])
-    p.add_argument("--checkpoint", required=True,
+    p.add_argument("--checkpoint", default=None,
                    help="the method's final model.pt, its run folder RUNS/<method>/<task>, or a "
                         "folder of official weights the method's kind can read")
     p.add_argument("--in", dest="inp", required=True, help="folder of degraded images")
@@ -40,7 +40,8 @@ def run(args) -> int:
         if not sep or not name or not path:
             raise ConfigError(f"--weights expects NAME=PATH, got '{item}'")
         extra[name] = Path(path)
-    n = restore_folder(cfg, args.method, args.task, Path(args.checkpoint), Path(args.inp),
+    ckpt = Path(args.checkpoint) if args.checkpoint else None
+    n = restore_folder(cfg, args.method, args.task, ckpt, Path(args.inp),
                        Path(args.out), device, intermediate=args.intermediate,
                        progress=not args.no_progress, extra=extra)
     print(f"restored {n} images into {args.out}")

@@ -8,9 +8,11 @@ HELP = "assemble Table 1 (CSV, JSON provenance, PNG plot) from evaluate JSONs"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--which", default="table1", choices=["table1", "outputs"],
+    p.add_argument("--which", default="table1", choices=["table1", "outputs", "timing"],
                    help="table1: the paper's Table 1 (test split); outputs: every output of the "
-                        "methods that have several (e.g. intermediate images), on the val split")
+                        "methods that have several (e.g. intermediate images), on the val split; "
+                        "timing: seconds and peak memory of every job of the workflow, per rule, "
+                        "from its Snakemake benchmark files")
     p.add_argument("--metrics-dir", default=None,
                    help="folder with <method>/<task>.json from `ugpnet evaluate` (default: "
                         "<paths.results>/metrics, or metrics_val for --which outputs)")
@@ -25,6 +27,8 @@ def run(args) -> int:
     plan = Plan.of(cfg)
     if args.which == "outputs":
         return _outputs(plan, args)
+    if args.which == "timing":
+        return _timing(plan, args)
     from ..provenance import describe_code
     from ..tables import plot_table, table1, write_csv
 
@@ -89,4 +93,35 @@ def _outputs(plan, args) -> int:
     with atomic_path(args.out, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.4f")
     print(df.round(4).to_string(index=False))
+    return 0
+
+
+def _timing(plan, args) -> int:
+    """Per-job and per-rule wall time of the workflow (Snakemake ``benchmark:`` files)."""
+    import pandas as pd
+
+    from ..errors import DataError
+    from ..io import atomic_path
+
+    folder = Path(plan.logs) / "benchmarks"
+    files = sorted(folder.glob("*.tsv"))
+    if not files:
+        raise DataError(f"no benchmark files in {folder}: run the workflow first")
+    rows = []
+    for f in files:
+        rec = pd.read_csv(f, sep="\t").iloc[-1]
+        job = f.stem
+        rule = next((r for r in ("pretrain_prior", "active_table1", "evaluate_val", "val_outputs",
+                                 "evaluate", "restore", "degrade", "kernels", "prepare", "train",
+                                 "table1") if job.startswith(r)), job)
+        rows.append({"job": job, "rule": rule, "seconds": float(rec["s"]),
+                     "max_rss_mb": float(rec.get("max_rss", float("nan")))})
+    df = pd.DataFrame(rows).sort_values("seconds", ascending=False)
+    with atomic_path(args.out, suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.1f")
+    per_rule = df.groupby("rule")["seconds"].agg(["count", "sum"]).sort_values("sum",
+                                                                             ascending=False)
+    print(per_rule.round(1).to_string())
+    print(f"sum of job times: {df['seconds'].sum():.0f} s over {len(df)} jobs "
+          f"(wall time is lower with --cores > 1)")
     return 0

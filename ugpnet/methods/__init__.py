@@ -6,8 +6,9 @@ Public API for kinds (baselines under ``baselines/<name>/`` and plugins use only
                                 UserFile, MethodModel, register_kind)
     from ugpnet.methods import data_options, final_weights, loaders, new_run
 
-See :mod:`ugpnet.methods.contract` for what a kind declares. Built-in kinds: ``regression``
-(:mod:`.regression`) and ``ugpnet`` (:mod:`.ugpnet`).
+See :mod:`ugpnet.methods.contract` for what a kind declares. Built-in kinds: ``input``
+(:mod:`.reference`, the degraded input as a table row), ``regression`` (:mod:`.regression`) and
+``ugpnet`` (:mod:`.ugpnet`).
 """
 from .common import data_options, final_weights, loaders, new_run
 from .contract import (Data, MethodKind, MethodModel, Previous, Prior, Stage, StageContext,
@@ -15,6 +16,7 @@ from .contract import (Data, MethodKind, MethodModel, Previous, Prior, Stage, St
 from .registry import METHOD_KINDS, check_task, get_kind, kind_of, method_cfg, register_kind
 
 # explicit registration of the built-in kinds
+from . import reference as _reference  # noqa: E402,F401
 from . import regression as _regression  # noqa: E402,F401
 from . import ugpnet as _ugpnet  # noqa: E402,F401
 

@@ -66,3 +66,15 @@ def new_run(ctx: StageContext, options: Mapping) -> Run:
                select_metric=ctx.stage.select, identity=ctx.identity, label=ctx.label,
                restart=ctx.restart, validation=ctx.cfg.get("validation"),
                operational=ctx.operational)
+
+
+def random_batch(cfg: Mapping, kind, mcfg: Mapping, task: str, batch_size: int, device) -> dict:
+    """A random training batch of the paper's size for ``kind`` (benchmarks): ``lq`` as the
+    method receives it, ``gt`` at the output resolution."""
+    import torch
+
+    size = cfg["data"]["resolution"]
+    side = size // cfg["degradations"]["sr"]["scale"] if kind.input_mode(mcfg, task) == "lr" \
+        else size
+    return {"lq": torch.rand(batch_size, 3, side, side, device=device),
+            "gt": torch.rand(batch_size, 3, size, size, device=device)}

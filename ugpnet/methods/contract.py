@@ -17,7 +17,10 @@ registered by name with :func:`~ugpnet.methods.registry.register_kind`. A params
 - ``build(cfg, method, task)`` / ``load(cfg, method, task, checkpoint, device)``: the model with
   fresh or trained weights; ``predict(model, x)`` returns ``{output: image}`` for the names in
   ``outputs`` (the first is the method's result; UGPNet also writes ``x_reg`` and ``x_syn``).
-- ``family``: ``"regression"`` or ``"generative"`` (how the tables group methods).
+- ``family``: ``"regression"`` or ``"generative"`` (how the tables group methods), or
+  ``"reference"`` for a row that trains nothing (the degraded input itself).
+
+A kind with no stages (``stages`` returns ``()``) has no checkpoint: ``load`` gets ``None``.
 
 The host (``ugpnet.plan``, the CLI, the one generic training rule of the workflow) never names a
 kind or a stage: it asks the kind. Nothing here imports torch models; kinds do.
@@ -31,7 +34,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from ..errors import ConfigError
 
-FAMILIES = ("regression", "generative")
+FAMILIES = ("reference", "regression", "generative")
 SELECT_METRICS = ("psnr", "ssim", "lpips", "final")
 
 
@@ -175,8 +178,9 @@ class MethodKind:
         raise ConfigError(f"a method of kind '{self.name}' has stages "
                           f"{[s.name for s in stages]} for task '{task}', not '{name}'")
 
-    def final_stage(self, mcfg: Mapping[str, Any], task: str) -> Stage:
-        return list(self.stages(mcfg, task))[-1]
+    def final_stage(self, mcfg: Mapping[str, Any], task: str) -> Stage | None:
+        stages = list(self.stages(mcfg, task))
+        return stages[-1] if stages else None
 
     def stage_config(self, cfg: Mapping[str, Any], method: str, task: str,
                      stage: str) -> dict:
@@ -217,6 +221,13 @@ class MethodKind:
     def predict(self, model, x) -> dict:
         """``{output name: image [N,3,H,W] in [0,1]}``; the first entry is the result."""
         return {self.outputs[0]: model(x)}
+
+    def benchmark_stage(self, cfg: Mapping[str, Any], method: str, task: str, stage: str,
+                        device):
+        """For ``ugpnet bench --train``: ``(stage object, one batch, note)`` built with random
+        weights and no files (the stage object as :func:`ugpnet.training.run_stage` drives it),
+        or ``None`` when the stage trains nothing. Kinds without it are reported as such."""
+        raise NotImplementedError
 
     def parameter_breakdown(self, model) -> dict[str, int]:
         """Parameters per named part (``ugpnet params``); default: the whole model."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..models.build import build_backbone
 from ..training.common import count_params
-from .common import data_options, final_weights, loaders, new_run
+from .common import data_options, final_weights, loaders, new_run, random_batch
 from .contract import Data, MethodKind, Stage, StageContext, UserFile
 from .registry import register_kind
 
@@ -54,6 +54,15 @@ class RegressionKind(MethodKind):
         stage = SupervisedStage(net, net, net.parameters(), m["loss"], train, ctx.device)
         return run_stage(stage, run=run, train=train, train_loader=train_loader,
                          val_loader=val_loader, device=ctx.device, progress=ctx.progress)
+
+    def benchmark_stage(self, cfg, method, task, stage, device):
+        from ..training.regression import SupervisedStage
+
+        m = cfg["methods"][method]
+        net = self.build(cfg, method, task).to(device).train()
+        train = m["train"]
+        batch = random_batch(cfg, self, m, task, 1, device)
+        return SupervisedStage(net, net, net.parameters(), m["loss"], train, device), batch, None
 
     def load(self, cfg, method, task, checkpoint, device, extra=None):
         from ..checkpoints import load_state_dict_strict

@@ -27,7 +27,7 @@ from ..models.build import (backbone_name, build_discriminator, build_restoratio
                             build_synthesis, build_ugpnet)
 from ..training.augment import CycleAugment
 from ..training.prior import load_prior
-from .common import data_options, final_weights, loaders, new_run
+from .common import data_options, final_weights, loaders, new_run, random_batch
 from .contract import Data, MethodKind, MethodModel, Previous, Prior, Stage, StageContext, UserFile
 from .registry import register_kind
 from .ugpnet_stages import FusionStage, SynthesisStage
@@ -168,6 +168,43 @@ class UGPNetKind(MethodKind):
             return run_stage(s, run=new_run(ctx, options), **common,
                              extra_summary={"contextual_features": s.feature_source()})
         raise ConfigError(f"unknown UGPNet stage '{name}'")
+
+    def benchmark_stage(self, cfg, method, task, stage, device):
+        """One stage's training step at the configured size, random weights, batch 1. Offline,
+        a missing VGG19 is replaced by the LPIPS VGG16 for the contextual loss (noted)."""
+        from ..errors import CheckpointError
+        from ..training.regression import SupervisedStage
+
+        m = cfg["methods"][method]
+        st = m["stages"][stage]
+        train = st["train"]
+        batch = random_batch(cfg, self, m, task, 1, device)
+        model = build_ugpnet(cfg, method, task).to(device)
+        if stage == "restoration":
+            if frozen_direct(m, task):
+                return None
+            r = model.restoration.train()
+            loss = _restoration_loss(st, backbone_name(m, task))
+            return SupervisedStage(r, lambda x: r(x)[0], r.parameters(), loss, train,
+                                   device), batch, None
+        if stage == "synthesis":
+            aug = st.get("augment")
+            augment = None if not aug else CycleAugment(
+                aug["cycle"], aug["scale"], aug["translate_px_at_512"], aug["rotate_deg"],
+                resolution=cfg["data"]["resolution"])
+            D = build_discriminator(cfg["stylegan2"]).to(device)
+            model.synthesis.train()
+            return SynthesisStage(model.restoration, model.synthesis, D, st, train, device,
+                                  augment=augment), batch, None
+        note = None
+        try:
+            s = FusionStage(model, st, train, device)
+        except CheckpointError:
+            st = {**st, "contextual": {**st.get("contextual", {}), "features": "vgg16_relu3_3"}}
+            s = FusionStage(model, st, train, device)
+            note = "VGG19 weights absent: contextual loss timed with VGG16 relu3_3"
+        model.fusion.train()
+        return s, batch, note
 
     @staticmethod
     def _init_backbone(ctx: StageContext, backbone: torch.nn.Module) -> str | None:

@@ -19,6 +19,7 @@ DATA = PLAN.data
 RUNS = PLAN.runs
 RES = PLAN.results
 LOGS = PLAN.logs
+BENCH = f"{PLAN.logs}/benchmarks"  # one Snakemake benchmark file (seconds, memory) per job
 ENV = "../envs/ugpnet.yaml"
 # The CLI reads exactly the configuration Snakemake resolved, from a file named by its content
 # (never rewritten: a dry run with another configuration cannot change what running jobs read).

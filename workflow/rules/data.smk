@@ -8,6 +8,8 @@ rule prepare:
         ENV
     log:
         f"{LOGS}/prepare.log",
+    benchmark:
+        f"{BENCH}/prepare.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet prepare --out {params.out} > {log} 2>&1"
 
@@ -23,6 +25,8 @@ rule kernels:
         ENV
     log:
         f"{LOGS}/kernels_{{bank}}.log",
+    benchmark:
+        f"{BENCH}/kernels_{{bank}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet kernels"
         " --out {output.bank} --n {params.kernels[deblur][n_kernels]}"
@@ -46,6 +50,8 @@ rule degrade:
         ENV
     log:
         f"{LOGS}/degrade_{{task}}-{{did}}_{{split}}.log",
+    benchmark:
+        f"{BENCH}/degrade_{{task}}-{{did}}_{{split}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet degrade"
         " --task {wildcards.task} --seed {params.seed} --in {params.gt}"

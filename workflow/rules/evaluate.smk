@@ -1,20 +1,24 @@
 rule restore:
     input:
-        model=lambda w: PLAN.final_model(w.method, w.task),
+        model=lambda w: [m for m in [PLAN.final_model(w.method, w.task)] if m],
         lq=lambda w: PLAN.lq_manifest(w.task, w.split),
     output:
         manifest=f"{RES}/restored/{{method}}/{{task}}/{{split}}/manifest.json",
     params:
         lq=lambda w, input: dirname(input.lq),
         out=lambda w, output: dirname(output.manifest),
+        # a method that trains nothing (the input reference row) has no checkpoint
+        checkpoint=lambda w, input: f"--checkpoint {input.model}" if input.model else "",
     threads: CFG["threads"]["eval"]
     conda:
         ENV
     log:
         f"{LOGS}/restore_{{method}}_{{task}}_{{split}}.log",
+    benchmark:
+        f"{BENCH}/restore_{{method}}_{{task}}_{{split}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet restore --method {wildcards.method} --task {wildcards.task}"
-        " --checkpoint {input.model} --in {params.lq} --out {params.out} --intermediate"
+        " {params.checkpoint} --in {params.lq} --out {params.out} --intermediate"
         " --threads {threads} --no-progress > {log} 2>&1"
 
 
@@ -34,6 +38,8 @@ rule evaluate:
         ENV
     log:
         f"{LOGS}/evaluate_{{method}}_{{task}}.log",
+    benchmark:
+        f"{BENCH}/evaluate_{{method}}_{{task}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet evaluate"
         " --pred {params.pred} --gt {params.gt} --metrics {params.names}"
@@ -58,6 +64,8 @@ rule evaluate_val_output:
         ENV
     log:
         f"{LOGS}/evaluate_val_{{method}}_{{task}}_{{output}}.log",
+    benchmark:
+        f"{BENCH}/evaluate_val_{{method}}_{{task}}_{{output}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet evaluate"
         " --pred {params.pred} --gt {params.gt} --metrics {params.names}"
@@ -76,6 +84,8 @@ rule val_outputs:
         ENV
     log:
         f"{LOGS}/val_outputs.log",
+    benchmark:
+        f"{BENCH}/val_outputs.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet table --which outputs --out {output.csv} > {log} 2>&1"
 
@@ -94,6 +104,8 @@ rule table1:
         ENV
     log:
         f"{LOGS}/table1.log",
+    benchmark:
+        f"{BENCH}/table1.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet table --which table1 --out {output.csv} > {log} 2>&1"
 
@@ -116,6 +128,8 @@ rule active_table1:
         ENV
     log:
         f"{LOGS}/active_table1.log",
+    benchmark:
+        f"{BENCH}/active_table1.tsv",
     shell:
         "(cp {input.csv} {output.csv} && cp {input.meta} {output.meta}"
         " && cp {input.plot} {output.plot}) > {log} 2>&1"

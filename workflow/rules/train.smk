@@ -12,6 +12,8 @@ rule pretrain_prior:
         ENV
     log:
         f"{LOGS}/pretrain_prior.log",
+    benchmark:
+        f"{BENCH}/pretrain_prior.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet pretrain-prior"
         " --out {params.out} --threads {threads} --no-progress"
@@ -32,6 +34,8 @@ rule train:
         ENV
     log:
         f"{LOGS}/train_{{method}}_{{task}}_{{stage}}.log",
+    benchmark:
+        f"{BENCH}/train_{{method}}_{{task}}_{{stage}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet train --method {wildcards.method} --task {wildcards.task}"
         " --stage {wildcards.stage} --threads {threads} --no-progress > {log} 2>&1"

@@ -1,0 +1,45 @@
+"""`ugpnet bench`: every method's parameters, time and memory, each in its own process."""
+import json
+
+import pytest
+
+from ugpnet.cli import main
+from ugpnet.config import load_config
+from ugpnet.methods import kind_of
+
+
+@pytest.mark.long
+def test_bench_reports_every_method_and_stage(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["--profile", "tiny", "bench", "--methods", "input,nafnet,ugpnet", "--tasks",
+               "deblur", "--runs", "1", "--threads", "1", "--train", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["threads"] == 1 and res["size"] == 32 and res["code"]["package"]
+    inf = {r["method"]: r for r in res["inference"]}
+    assert set(inf) == {"input", "nafnet", "ugpnet"}
+    cfg = load_config(profile="tiny")
+    for m in ("nafnet", "ugpnet"):
+        model = kind_of(cfg, m).build(cfg, m, "deblur")
+        assert inf[m]["params"] == sum(p.numel() for p in model.parameters())
+        assert inf[m]["median_s"] > 0 and inf[m]["peak_mem_mb"] > 0
+    assert inf["input"]["params"] == 0
+    assert inf["nafnet"]["ratio_to_nafnet"] == 1.0
+    assert inf["ugpnet"]["ratio_to_nafnet"] == pytest.approx(
+        inf["ugpnet"]["median_s"] / inf["nafnet"]["median_s"])
+    stages = {(r["method"], r["stage"]): r for r in res["train"]}
+    assert set(stages) == {("nafnet", "train"), ("ugpnet", "restoration"),
+                           ("ugpnet", "synthesis"), ("ugpnet", "fusion")}
+    assert all(r["it_per_s"] > 0 and r["batch"] == 1 for r in stages.values())
+    assert "ugpnet  deblur" in capsys.readouterr().out
+
+
+def test_bench_refuses_unknown_methods_and_missing_cuda(tmp_path, capsys):
+    assert main(["--profile", "tiny", "bench", "--methods", "ghost", "--out",
+                 str(tmp_path / "b.json")]) == 2
+    assert "unknown method 'ghost'" in capsys.readouterr().err
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["--profile", "tiny", "bench", "--device", "cuda", "--out",
+                     str(tmp_path / "b.json")]) == 2
