@@ -625,3 +625,20 @@ def test_golden_tid2013_lpips_psnr():
         gt, dist = read_image(ref / "ref" / f"{name}.png"), read_image(ref / "dist" / f"{name}.png")
         assert m(gt, dist) == pytest.approx(lp, abs=5e-5 + 1e-6), name
         assert psnr(gt, dist) == pytest.approx(ps, abs=5e-3 + 1e-6), name
+
+
+@pytest.mark.parametrize("n", [9, 40])  # fewer images than feature dimensions: the cheap route
+def test_frechet_distance_from_activation_factors_equals_pytorch_fid(n):
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    from ugpnet.metrics.fid import activation_factor, frechet_distance
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(n, 64)) @ rng.normal(size=(64, 64))
+    b = rng.normal(size=(n + 3, 64)) @ rng.normal(size=(64, 64)) * 0.7 + 0.3
+    m1, s1, m2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+    f1, f2 = activation_factor(a), activation_factor(b)
+    np.testing.assert_allclose(f1 @ f1.T, s1, rtol=1e-10, atol=1e-10)
+    want = calculate_frechet_distance(m1, s1, m2, s2)
+    assert frechet_distance(m1, s1, m2, s2, f1, f2)[0] == pytest.approx(want, rel=1e-6)
+    assert activation_factor(rng.normal(size=(65, 64))) is None  # full rank: eigh instead

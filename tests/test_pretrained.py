@@ -98,3 +98,23 @@ def test_alexnet_table_matches_torchvision():
     with torch.device("meta"):
         ref = torchvision.models.alexnet(weights=None).features.state_dict()
     assert {k: tuple(v.shape) for k, v in ref.items()} == dict(archs.features_shapes(archs.ALEXNET_CONVS))
+
+
+def test_skipped_init_restores_torch_init_and_nets_still_load_exactly():
+    import torch
+    import torch.nn.init as init
+
+    from ugpnet.pretrained import build_vgg16_features, skipped_init, vgg16_features_state
+
+    before = init.kaiming_uniform_
+    with skipped_init():
+        assert init.kaiming_uniform_ is not before
+    assert init.kaiming_uniform_ is before  # restored
+    torch.manual_seed(0)
+    a = torch.nn.Linear(4, 3).weight.detach().clone()
+    torch.manual_seed(0)
+    assert torch.equal(torch.nn.Linear(4, 3).weight, a)  # random init works again
+    net = build_vgg16_features(upto=16)
+    state = vgg16_features_state()
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k

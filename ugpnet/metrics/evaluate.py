@@ -215,7 +215,7 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
 
     # ---- FID reference: decide before the loop whether GT features are needed
     fid_on = "fid" in metrics and n >= fidm.FID_MIN_IMAGES
-    ref_mu = ref_sigma = gt_cache_path = None
+    ref_mu = ref_sigma = gt_cache_path = ref_factor = None
     need_gt_acts = False
     fid_proto: dict = {}
     if "fid" in metrics:
@@ -224,8 +224,10 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
                      "preprocessing": "uint8 RGB / 255, bilinear resize to 299x299 "
                                       "(align_corners=False), scaled to [-1, 1]",
                      "distance": "Frechet distance of pytorch_fid.fid_score.calculate_frechet_distance, "
-                                 "tr sqrt(S1 S2) evaluated exactly by eigendecomposition "
-                                 "(equal to it; scipy's sqrtm is 10x slower)",
+                                 "tr sqrt(S1 S2) evaluated exactly as the nuclear norm of B1^T B2 "
+                                 "(B B^T = S from the centred features below 2,049 images, "
+                                 "else by eigendecomposition; equal to it, scipy's sqrtm "
+                                 "is 10x slower)",
                      "num_pred_images": n}
         if not fid_on:
             proto["notes"].append(f"FID is undefined for fewer than {fidm.FID_MIN_IMAGES} images "
@@ -233,10 +235,12 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
         elif fid_ref is None or (isinstance(fid_ref, str) and fid_ref == "gt"):
             fid_proto["reference"] = f"paired ground truth {gt_label}"
             if gt_files is not None:
-                ref_mu, ref_sigma, _, gt_cache_path = fidm.cached_folder_stats(gt_files)
+                ref_mu, ref_sigma, _, gt_cache_path, ref_factor = fidm.cached_folder_stats(
+                    gt_files, with_factor=True)
                 fid_proto["reference_stats_cache"] = str(gt_cache_path)
-                fid_proto["reference_stats_cache_hit"] = ref_mu is not None
-                need_gt_acts = ref_mu is None
+                # an entry written before factors were cached: recompute the GT features once
+                need_gt_acts = ref_mu is None or (ref_factor is None and n - 1 < fidm.FID_DIMS)
+                fid_proto["reference_stats_cache_hit"] = not need_gt_acts
             else:
                 fid_proto["reference_stats_cache"] = None
                 need_gt_acts = True
@@ -290,12 +294,16 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
     if "fid" in metrics:
         mean["fid"] = None
         if fid_on:
-            mu1, s1 = fidm.activation_statistics(pred_col.activations())
+            pred_act = pred_col.activations()
+            mu1, s1 = fidm.activation_statistics(pred_act)
             if gt_col is not None:
-                ref_mu, ref_sigma = fidm.activation_statistics(gt_col.activations())
+                gt_act = gt_col.activations()
+                ref_mu, ref_sigma = fidm.activation_statistics(gt_act)
+                ref_factor = fidm.activation_factor(gt_act)
                 if gt_cache_path is not None:
-                    fidm._save_stats(gt_cache_path, ref_mu, ref_sigma, n)
-            value, note = fidm.frechet_distance(mu1, s1, ref_mu, ref_sigma)
+                    fidm._save_stats(gt_cache_path, ref_mu, ref_sigma, n, ref_factor)
+            value, note = fidm.frechet_distance(mu1, s1, ref_mu, ref_sigma,
+                                                fidm.activation_factor(pred_act), ref_factor)
             mean["fid"] = value
             if note:
                 fid_proto["note"] = note

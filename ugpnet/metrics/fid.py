@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_path, list_images, read_image, sha256_file
-from ..pretrained import build_fid_inception_skeleton, cache_dir, fid_inception_state
+from ..pretrained import build_fid_inception_skeleton, cache_dir, fid_inception_state, skipped_init
 
 FID_DIMS = 2048
 FID_MIN_IMAGES = 2
@@ -56,11 +56,16 @@ def get_fid_model(device: str = "cpu"):
     Input: ``[N,3,H,W]`` float in [0, 1]; output: list with one ``[N,2048,1,1]`` tensor."""
     from unittest import mock
 
+    import torch
     from pytorch_fid import inception as pfi
 
     dev = _torch_device(device)
-    net = build_fid_inception_skeleton()
+    with skipped_init():  # every tensor is loaded below, fc (unused by pool3) zeroed
+        net = build_fid_inception_skeleton()
     state, _ = fid_inception_state()
+    with torch.no_grad():
+        for t in net.state_dict().values():
+            t.zero_()
     result = net.load_state_dict(state, strict=False)
     allowed = {"fc.weight", "fc.bias"} | {k for k in net.state_dict() if k.endswith("num_batches_tracked")}
     bad = [k for k in result.missing_keys if k not in allowed] + list(result.unexpected_keys)
@@ -136,6 +141,19 @@ def activation_statistics(act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(act, axis=0), np.cov(act, rowvar=False)
 
 
+def activation_factor(act: np.ndarray) -> np.ndarray | None:
+    """``B = (act - mean)^T / sqrt(N - 1)``, so that ``B @ B.T == np.cov(act, rowvar=False)``
+    exactly; ``None`` when ``N - 1 >= 2048`` (then the eigendecomposition of sigma is no dearer).
+
+    With fewer images than feature dimensions this factor is the cheap, exact route to
+    ``tr sqrt(S1 S2)`` (see :func:`frechet_distance`): no 2048x2048 eigendecomposition (about
+    12 s each on a 2-core CPU, which dominated the evaluation of small sets)."""
+    n = act.shape[0]
+    if n - 1 >= act.shape[1] or n < FID_MIN_IMAGES:
+        return None
+    return (act - act.mean(axis=0)).T / np.sqrt(n - 1)
+
+
 def _psd_factor(sigma: np.ndarray) -> np.ndarray:
     """``B`` with ``B @ B.T == sigma`` for a symmetric PSD matrix (negative round-off clipped)."""
     lam, vec = np.linalg.eigh((sigma + sigma.T) * 0.5)
@@ -143,7 +161,7 @@ def _psd_factor(sigma: np.ndarray) -> np.ndarray:
     return vec[:, keep] * np.sqrt(lam[keep])
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> tuple[float, str | None]:
+def frechet_distance(mu1, sigma1, mu2, sigma2, factor1=None, factor2=None) -> tuple[float, str | None]:
     """pytorch-fid's Fréchet distance ``|mu1-mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2)``.
 
     Why not call ``pytorch_fid.fid_score.calculate_frechet_distance`` directly: its
@@ -152,6 +170,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> tuple[float, str | None]:
     with ``S = B B^T`` (eigendecomposition), the eigenvalues of ``S1 S2`` are the squared singular
     values of ``B1^T B2``, so ``tr sqrt(S1 S2) = ||B1^T B2||_*``. Tests check equality with
     ``calculate_frechet_distance`` (the same formula); returns ``(fid, note)``.
+    ``factor1``/``factor2``: optional ``B`` with ``B B^T = sigma`` (:func:`activation_factor`),
+    used instead of the eigendecomposition.
     """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
@@ -162,7 +182,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> tuple[float, str | None]:
         raise DataError("FID could not be computed: non-finite statistics (too few or identical "
                         "images); use more images.")
     diff = mu1 - mu2
-    b1, b2 = _psd_factor(s1), _psd_factor(s2)
+    b1 = _psd_factor(s1) if factor1 is None else np.asarray(factor1, dtype=np.float64)
+    b2 = _psd_factor(s2) if factor2 is None else np.asarray(factor2, dtype=np.float64)
+    for b, s in ((b1, s1), (b2, s2)):
+        if b.ndim != 2 or b.shape[0] != s.shape[0]:
+            raise DataError(f"FID covariance factor of shape {b.shape} does not fit sigma {s.shape}")
     tr_covmean = float(np.linalg.svd(b1.T @ b2, compute_uv=False).sum()) if b1.size and b2.size \
         else 0.0
     value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
@@ -203,23 +227,30 @@ def stats_cache_path(key: str) -> Path:
     return cache_dir() / "fid_stats" / f"{key}.npz"
 
 
-def _save_stats(path: Path, mu, sigma, n: int) -> None:
+def _save_stats(path: Path, mu, sigma, n: int, factor=None) -> None:
+    extra = {} if factor is None else {"factor": factor}
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, mu=mu, sigma=sigma, n=np.int64(n), tag=np.array(FID_STATS_TAG))
+            np.savez(f, mu=mu, sigma=sigma, n=np.int64(n), tag=np.array(FID_STATS_TAG), **extra)
 
 
-def cached_folder_stats(files: Sequence[os.PathLike]):
-    """``(mu, sigma, n, cache_path)`` if cached for exactly these files, else ``(None, None, 0, path)``."""
+def cached_folder_stats(files: Sequence[os.PathLike], with_factor: bool = False):
+    """``(mu, sigma, n, cache_path)`` if cached for exactly these files, else ``(None, None, 0, path)``;
+    ``with_factor``: ``(mu, sigma, n, cache_path, factor)`` with the cached covariance factor
+    (:func:`activation_factor`; ``None`` when not stored)."""
     path = stats_cache_path(folder_stats_key(files))
+    out = (None, None, 0, path)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
                 if str(f["tag"]) == FID_STATS_TAG:
-                    return f["mu"].astype(np.float64), f["sigma"].astype(np.float64), int(f["n"]), path
+                    factor = f["factor"].astype(np.float64) if "factor" in f.files else None
+                    out = (f["mu"].astype(np.float64), f["sigma"].astype(np.float64), int(f["n"]),
+                           path)
+                    return (*out, factor) if with_factor else out
         except (KeyError, ValueError, OSError):
             pass  # damaged cache entry: recompute and overwrite
-    return None, None, 0, path
+    return (*out, None) if with_factor else out
 
 
 def folder_statistics(folder: str | os.PathLike, device: str = "cpu", batch_size: int = 50,
@@ -235,8 +266,9 @@ def folder_statistics(folder: str | os.PathLike, device: str = "cpu", batch_size
     for p in tqdm(files, desc=f"FID stats {Path(folder).name}", unit="img",
                   disable=None if progress else True):
         col.add(read_image(p))
-    mu, sigma = activation_statistics(col.activations())
-    _save_stats(path, mu, sigma, len(files))
+    act = col.activations()
+    mu, sigma = activation_statistics(act)
+    _save_stats(path, mu, sigma, len(files), activation_factor(act))
     return mu, sigma, {"stats_cache": str(path), "num_images": len(files), "cache_hit": False}
 
 

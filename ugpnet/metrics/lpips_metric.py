@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..pretrained.lpips_nets import LPIPS_LIN_CHANNELS, check_net, lpips_backbone_state, lpips_linear_weights_file
-from ..pretrained.store import read_weights
+from ..pretrained.store import read_weights, skipped_init
 
 LPIPS_VERSION = "0.1"
 _lock = threading.Lock()
@@ -55,7 +55,9 @@ def get_lpips_model(net: str = "alex", device: str = "cpu"):
     net = check_net(net)
     with _lock, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision 'pretrained' deprecation inside lpips
-        model = lpips.LPIPS(net=net, version=LPIPS_VERSION, pnet_rand=True, verbose=False)
+        # every tensor is loaded by _load_backbone_into and the lpips package (checked there)
+        with skipped_init():
+            model = lpips.LPIPS(net=net, version=LPIPS_VERSION, pnet_rand=True, verbose=False)
     _load_backbone_into(model, net)
     for lin in model.lins:
         if isinstance(lin.model[0], nn.Dropout):

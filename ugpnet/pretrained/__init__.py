@@ -29,13 +29,13 @@ The order of sources, hashes and cache formats are documented in each submodule.
 from .archs import VGG_CFG, VGG_LAYERS, map_layer
 from .fid_inception import build_fid_inception_skeleton, fid_inception_state
 from .lpips_nets import alexnet_features_state, lpips_backbone_state
-from .store import cache_dir, clear_memo, torch_hub_checkpoints_dir, weights_cache_dir
+from .store import cache_dir, clear_memo, skipped_init, torch_hub_checkpoints_dir, weights_cache_dir
 from .vgg import build_vgg16_features, vgg16_features_state, vgg19_checkpoint, vgg19_features_state
 
 __all__ = [
     "VGG_CFG", "VGG_LAYERS", "map_layer",
     "build_fid_inception_skeleton", "fid_inception_state",
     "alexnet_features_state", "lpips_backbone_state",
-    "cache_dir", "clear_memo", "torch_hub_checkpoints_dir", "weights_cache_dir",
+    "cache_dir", "clear_memo", "skipped_init", "torch_hub_checkpoints_dir", "weights_cache_dir",
     "build_vgg16_features", "vgg16_features_state", "vgg19_checkpoint", "vgg19_features_state",
 ]

@@ -32,6 +32,39 @@ _lock = threading.RLock()
 _memo: dict = {}
 
 
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+                   "orthogonal_")
+
+
+class skipped_init:
+    """Context manager: ``torch.nn.init`` fills are no-ops while a network whose every used
+    weight is then loaded from a file is constructed (AlexNet's and VGG16's classifiers alone are
+    60-120 M parameters whose random init took seconds per process). Held under the store lock;
+    callers must load (strictly) or zero every tensor afterwards."""
+
+    def __enter__(self):
+        import torch.nn.init as init
+
+        _lock.acquire()
+        self._saved = {name: getattr(init, name) for name in _INIT_FUNCTIONS}
+        for name in _INIT_FUNCTIONS:
+            setattr(init, name, _no_fill)
+        return self
+
+    def __exit__(self, *exc):
+        import torch.nn.init as init
+
+        for name, fn in self._saved.items():
+            setattr(init, name, fn)
+        _lock.release()
+        return False
+
+
+def _no_fill(tensor, *args, **kwargs):
+    return tensor
+
+
 # ----------------------------------------------------------------------------------------- paths
 def cache_dir() -> Path:
     """``$UGPNET_CACHE`` or ``~/.cache/ugpnet`` (created on demand)."""

@@ -52,12 +52,13 @@ def build_vgg16_features(upto: int | None = None, device: str = "cpu"):
 
     ``upto=16`` ends at relu3_3. The layers are plain Conv2d/ReLU/MaxPool2d with torchvision indices."""
     layers, cin = [], 3
-    for v in VGG_CFG["vgg16"]:
-        if v == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            layers += [nn.Conv2d(cin, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
-            cin = v
+    with store.skipped_init():  # every tensor is loaded strictly below
+        for v in VGG_CFG["vgg16"]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(cin, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                cin = v
     seq = nn.Sequential(*layers)
     seq.load_state_dict(vgg16_features_state())
     if upto is not None:
