@@ -328,7 +328,13 @@ class Plan:
         return str(Path(self.results) / "val_outputs.csv")
 
     def val_output_records(self) -> list[tuple[str, str, str, str]]:
-        """(method, task, output, metric file) for every output of multi-output methods."""
+        """(method, task, output, metric file) for every output of multi-output methods, and the
+        reference rows (the degraded input) of the same tasks, so that the val summary shows what
+        each output is to be compared with."""
+        multi = self.multi_output_methods()
+        cells = list(self.table_cells())
+        tasks = {t for m, t in cells if m in multi}
         return [(m, t, o, self.val_metrics_file(m, t, o))
-                for m, t in self.table_cells() if m in self.multi_output_methods()
+                for m, t in cells
+                if m in multi or (self.family(m) == "reference" and t in tasks)
                 for o in self.outputs(m)]
