@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "table": "table",
     "params": "params",
+    "check": "check",
     "bench": "bench",
 }
 
@@ -31,6 +32,9 @@ def _add_global_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("configuration")
     g.add_argument("--params", metavar="FILE", default=argparse.SUPPRESS,
                    help="params.yaml to read (default: ./params.yaml or $UGPNET_PARAMS)")
+    g.add_argument("--configfile", metavar="FILE", action="append", default=argparse.SUPPRESS,
+                   help="an override file deep-merged over params.yaml, as snakemake "
+                        "--configfile (repeatable; later files win)")
     g.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS,
                    help="profile in params.yaml (smoke, paper, tiny, ...)")
     g.add_argument("--experiment", metavar="NAME", default=argparse.SUPPRESS,
@@ -64,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("params", "profile", "experiment"):
         if not hasattr(args, key):
             setattr(args, key, None)
-    if not hasattr(args, "set"):
-        args.set = []
+    for key in ("set", "configfile"):
+        if not hasattr(args, key):
+            setattr(args, key, [])
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1
