@@ -174,6 +174,8 @@ def test_a_broken_override_file_names_the_file_and_line(repo_root, tmp_path):
 def test_an_unclosed_bracket_in_set_is_a_message():
     with pytest.raises(ConfigError, match=r"--set 'k=\[1,2': the value is not valid YAML"):
         parse_set_items(["k=[1,2"])
+    with pytest.raises(ConfigError, match=r"--set 'a\.\.b=1': empty key part"):
+        parse_set_items(["a..b=1"])
 
 
 def _cli(*args, cwd):
@@ -186,26 +188,31 @@ def _cli(*args, cwd):
                           text=True, cwd=cwd, env=env_with(REPO), timeout=300)
 
 
-def test_cli_config_errors_exit_2_without_a_traceback(repo_root, tmp_path):
+def test_cli_config_errors_exit_2_without_a_traceback(repo_root, tmp_path, capsys):
+    from ugpnet.cli import main
+
     params = str(repo_root / "params.yaml")
     bad = _override(tmp_path, "overrides:\n  methods: [1, 2\n", "bad.yaml")
     typo = _override(tmp_path, "overrides:\n  data:\n    resolutoin: 64\n", "typo.yaml")
     good = _override(tmp_path, "overrides:\n  methods:\n    nafnet:\n      train:\n"
                                "        lr: 2e-4\n", "good.yaml")
-    for args, expect in [(["--set", "k=[1,2"], "--set 'k=[1,2'"),
-                         (["--configfile", str(bad)], f"{bad} is not valid YAML (line 3"),
+    # one real process: exit status 2 and no traceback
+    r = _cli("check", "--params", params, "--profile", "tiny", "--set", "k=[1,2", cwd=tmp_path)
+    assert r.returncode == 2 and "--set 'k=[1,2'" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    for args, expect in [(["--configfile", str(bad)], f"{bad} is not valid YAML (line 3"),
                          (["--configfile", str(typo)], f"data.resolutoin: Additional properties "
                                                        f"are not allowed ('resolutoin' was "
                                                        f"unexpected) [in {typo}]")]:
-        r = _cli("check", "--params", params, "--profile", "tiny", *args, cwd=tmp_path)
-        assert r.returncode == 2, r.stderr
-        assert expect in r.stderr and "Traceback" not in r.stderr, r.stderr
-    r = _cli("check", "--params", params, "--profile", "tiny", "--configfile", str(good),
-             "--print-config", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert __import__("json").loads(r.stdout)["methods"]["nafnet"]["train"]["lr"] == 2e-4
+        assert main(["check", "--params", params, "--profile", "tiny", *args]) == 2
+        assert expect in capsys.readouterr().err
+    assert main(["check", "--params", params, "--profile", "tiny", "--configfile", str(good),
+                 "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert __import__("json").loads(out)["methods"]["nafnet"]["train"]["lr"] == 2e-4
 
 
+@pytest.mark.long
 def test_snakemake_reads_override_files_like_the_cli(tmp_path):
     """Snakemake's own YAML 1.1 reading would make `lr: 2e-4` a string; the workflow re-reads the
     files with ugpnet's loader. A broken override file: Snakemake itself stops with
@@ -226,7 +233,7 @@ def test_snakemake_reads_override_files_like_the_cli(tmp_path):
     assert cfg["defaults"]["methods"]["nafnet"]["train"]["lr"] == 2e-4
     r = snakemake(["-n", "--cores", "1", "--configfile", "typo.yaml"], work, env=env, timeout=300)
     assert r.returncode == 2
-    assert f"data.resolutoin: Additional properties" in r.stderr and "typo.yaml]" in r.stderr
+    assert f"data.resolutoin: Additional properties" in r.stderr and "[in typo.yaml]" in r.stderr
     assert "Traceback" not in r.stderr and 'File "' not in r.stderr, r.stderr
     r = snakemake(["-n", "--cores", "1", "--configfile", "bad.yaml"], work, env=env, timeout=300)
     assert r.returncode != 0 and "not valid JSON or YAML" in r.stdout + r.stderr  # Snakemake's

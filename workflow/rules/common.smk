@@ -17,7 +17,7 @@ configfile: "params.yaml"
 _SETTINGS = getattr(workflow, "config_settings", None)
 try:
     CFG = resolve_files(
-        ["params.yaml", *map(str, getattr(_SETTINGS, "configfiles", None) or [])],
+        ["params.yaml", *(os.path.relpath(f) for f in getattr(_SETTINGS, "configfiles", None) or [])],
         extra=dict(getattr(_SETTINGS, "config", None) or {}),
         extra_source="snakemake --config",
     )
