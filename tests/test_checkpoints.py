@@ -212,3 +212,39 @@ def test_numpy_only_reads_arrays_and_refuses_object_arrays(tmp_path):
     torch_pickle.write_bytes(pickle.dumps(torch.zeros(2)))
     with pytest.raises(CheckpointError, match="refusing to load"):
         safe_unpickle_numpy(torch_pickle)
+
+
+# --------------------------------------------------------------- safetensors, hashes
+def test_safetensors_files_are_read_and_damaged_ones_named(tmp_path):
+    from safetensors.torch import save_file  # a dependency: always tested
+
+    state = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(3, dtype=torch.float16)}
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    got = read_checkpoint(path)
+    assert got.keys() == state.keys() and all(torch.equal(got[k], state[k]) for k in state)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:-7])  # truncated by a kill or a full disk
+    with pytest.raises(CheckpointError, match=rf"{cut}: not a readable safetensors file \(\w+"):
+        read_checkpoint(cut)
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.safetensors: .*empty file \(0 bytes\)"):
+        read_checkpoint(empty)
+
+
+def test_verify_sha256_names_the_file_and_the_key(tmp_path):
+    import hashlib
+
+    from ugpnet.checkpoints import verify_sha256
+
+    path = tmp_path / "g.pt"
+    path.write_bytes(b"weights")
+    good = hashlib.sha256(b"weights").hexdigest()
+    verify_sha256(path, good.upper(), "the StyleGAN2 checkpoint", "stylegan2.checkpoint_sha256")
+    verify_sha256(path, None)  # no hash configured: nothing checked
+    verify_sha256(tmp_path / "absent.pt", good)  # absent: the reader says so, not the hash
+    with pytest.raises(CheckpointError, match=rf"{path}: the StyleGAN2 checkpoint has sha256 "
+                                              rf"{good}, but stylegan2\.checkpoint_sha256 says "
+                                              rf"{'0' * 64}: the file is damaged"):
+        verify_sha256(path, "0" * 64, "the StyleGAN2 checkpoint", "stylegan2.checkpoint_sha256")

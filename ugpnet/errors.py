@@ -24,3 +24,7 @@ class CheckpointError(UGPNetError):
 
 class RunLockedError(UGPNetError):
     """Another process is training in the same run folder."""
+
+
+class TrainingDiverged(UGPNetError):
+    """A training loss became NaN or infinite; the last good checkpoint is kept."""

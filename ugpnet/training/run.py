@@ -37,8 +37,9 @@ from ..provenance import code_version, digest_of
 from .lock import RunLock
 
 # options that change how a run goes, not what it produces: never part of an identity
+# (checkpoint_sha256 only verifies a file whose content digest is already part of the identity)
 OPERATIONAL_KEYS = frozenset({"num_workers", "log_every", "ckpt_every", "threads", "device",
-                              "progress"})
+                              "progress", "checkpoint_sha256"})
 STATE_FILES = ("last.pt", "best.pt", "log.jsonl", "val.jsonl", "model.pt", "summary.json")
 DEFAULT_VALIDATION = {"lpips_net": "alex", "psnr_cap_db": 100.0}
 

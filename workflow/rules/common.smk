@@ -1,20 +1,35 @@
 import os
 import sys
 
-from ugpnet.config import resolve, write_resolved
+from ugpnet.config import resolve_files, write_resolved
+from ugpnet.errors import UGPNetError
 from ugpnet.plan import Plan
 
 
 configfile: "params.yaml"
 
 
-CFG = resolve(config, config.get("profile"), experiment=config.get("experiment"))
+# Snakemake's own reading of the files (`config`) is YAML 1.1, where `lr: 2e-4` is a string and
+# the source of a key is lost; the configuration is therefore re-read here with ugpnet's loader
+# from the same files (params.yaml, then each --configfile in order, then --config items), so
+# it agrees with the CLI and every error names its file and key path.
+# A user error (UGPNetError) is printed as one message and exits 2, as in the CLI.
+_SETTINGS = getattr(workflow, "config_settings", None)
+try:
+    CFG = resolve_files(
+        ["params.yaml", *(os.path.relpath(f) for f in getattr(_SETTINGS, "configfiles", None) or [])],
+        extra=dict(getattr(_SETTINGS, "config", None) or {}),
+        extra_source="snakemake --config",
+    )
+    PLAN = Plan.of(CFG)
+    PLAN.check()  # a configuration that cannot run (e.g. no StyleGAN2 prior) fails here, not later
+except UGPNetError as e:
+    print(f"ugpnet (workflow): error: {e}", file=sys.stderr)
+    sys.exit(2)
 PROFILE = CFG["profile"]
 EXPERIMENT = CFG["experiment"]
 # Where every artefact lives and what each job reads: ugpnet.plan (shared with the CLI). The
 # workflow never names a method kind or a stage; it asks the plan.
-PLAN = Plan.of(CFG)
-PLAN.check()  # a configuration that cannot run (e.g. no StyleGAN2 prior) fails here, not later
 DATA = PLAN.data
 RUNS = PLAN.runs
 RES = PLAN.results

@@ -1,0 +1,34 @@
+"""ugpnet check: read and validate the configuration and the plan, run nothing.
+
+The same reading as the workflow (params.yaml, then each ``--configfile`` in order, then ``--set``),
+so ``ugpnet check --configfile my.yaml`` names the file and line of a broken override file that
+``snakemake --configfile my.yaml`` only reports as "not valid JSON or YAML"."""
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = ("validate params.yaml + --configfile override files + --set items and the plan; print "
+        "the profile, experiment and folders as JSON")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--print-config", action="store_true",
+                   help="print the whole resolved configuration instead of a summary")
+
+
+def run(args) -> int:
+    from ..config import find_params, load_config
+    from ..plan import Plan
+
+    cfg = load_config(args)
+    plan = Plan.of(cfg)
+    plan.check()
+    if args.print_config:
+        print(json.dumps(cfg, indent=2, default=str))
+        return 0
+    print(json.dumps({"ok": True, "files": [str(find_params(args.params)), *args.configfile],
+                      "profile": cfg["profile"], "experiment": cfg["experiment"],
+                      "data": plan.data, "runs": plan.runs, "results": plan.results,
+                      "table1": sorted(cfg["table1"]["methods"])}, indent=2))
+    return 0
