@@ -119,6 +119,7 @@ def test_skipped_init_restores_torch_init_and_nets_still_load_exactly():
     for k, v in net.state_dict().items():
         assert torch.equal(v, state[k]), k
 
+
 # ------------------------------------------------------------------ weight carriers by hash
 def test_installed_carriers_match_their_recorded_hashes():
     from ugpnet.pretrained import fid_inception, lpips_nets
