@@ -120,10 +120,22 @@ def test_runs_select_on_validation_and_record_options(tiny_run, plan):
 def test_val_outputs_summary_written(plan):
     summary = pd.read_csv(plan.val_outputs_csv())
     assert sorted(zip(summary["task"], summary["output"])) == sorted(
-        (t, o) for t in ("denoise", "deblur", "sr") for o in ("x_reg", "x_syn", "x_hat"))
+        (t, o) for t in ("denoise", "deblur", "sr") for o in ("input", "x_reg", "x_syn", "x_hat"))
+    assert list(summary["task"]) == ["denoise"] * 4 + ["deblur"] * 4 + ["sr"] * 4
     ev = json.loads(Path(plan.val_metrics_file("ugpnet", "sr", "x_syn")).read_text())
     row = summary[(summary["task"] == "sr") & (summary["output"] == "x_syn")].iloc[0]
     assert row["psnr"] == pytest.approx(ev["mean"]["psnr"], abs=1e-4)
+    # the input row is the degraded val images themselves (SR: bicubic-upsampled), PSNR by hand
+    from ugpnet.degradations import sr_input
+    from ugpnet.io import read_image
+
+    lq_dir, gt_dir = Path(plan.lq_dir("sr", "val")), Path(plan.gt_dir("val"))
+    direct = np.mean([peak_signal_noise_ratio(read_image(gt_dir / p.name),
+                                              sr_input(read_image(p), "bicubic_up", 8),
+                                              data_range=255)
+                      for p in sorted(lq_dir.glob("*.png"))])
+    row = summary[(summary["task"] == "sr") & (summary["output"] == "input")].iloc[0]
+    assert row["method"] == "input" and row["psnr"] == pytest.approx(direct, abs=1e-4)
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
