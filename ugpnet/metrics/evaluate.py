@@ -224,8 +224,10 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
                      "preprocessing": "uint8 RGB / 255, bilinear resize to 299x299 "
                                       "(align_corners=False), scaled to [-1, 1]",
                      "distance": "Frechet distance of pytorch_fid.fid_score.calculate_frechet_distance, "
-                                 "tr sqrt(S1 S2) evaluated exactly by eigendecomposition "
-                                 "(equal to it; scipy's sqrtm is 10x slower)",
+                                 "tr sqrt(S1 S2) evaluated exactly as the nuclear norm of B1^T B2 "
+                                 "(S = B B^T: centred features for <= 2048 images, else "
+                                 "eigendecomposition; the reference factor is cached per test "
+                                 "set; equal to it; scipy's sqrtm is 10x slower)",
                      "num_pred_images": n}
         if not fid_on:
             proto["notes"].append(f"FID is undefined for fewer than {fidm.FID_MIN_IMAGES} images "
@@ -290,12 +292,23 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
     if "fid" in metrics:
         mean["fid"] = None
         if fid_on:
-            mu1, s1 = fidm.activation_statistics(pred_col.activations())
+            pred_acts = pred_col.activations()
+            mu1, s1 = fidm.activation_statistics(pred_acts)
             if gt_col is not None:
-                ref_mu, ref_sigma = fidm.activation_statistics(gt_col.activations())
+                gt_acts = gt_col.activations()
+                ref_mu, ref_sigma = fidm.activation_statistics(gt_acts)
+                ref_factor = fidm.activation_factor(gt_acts)
                 if gt_cache_path is not None:
                     fidm._save_stats(gt_cache_path, ref_mu, ref_sigma, n)
-            value, note = fidm.frechet_distance(mu1, s1, ref_mu, ref_sigma)
+                    if ref_factor is not None:
+                        fidm.store_factor(ref_sigma, ref_factor)
+                if ref_factor is None:
+                    ref_factor = fidm.reference_factor(ref_sigma)
+            else:
+                ref_factor = fidm.reference_factor(ref_sigma)  # once per test set, then cached
+            value, note = fidm.frechet_distance(mu1, s1, ref_mu, ref_sigma,
+                                                factor1=fidm.activation_factor(pred_acts),
+                                                factor2=ref_factor)
             mean["fid"] = value
             if note:
                 fid_proto["note"] = note

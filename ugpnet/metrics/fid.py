@@ -143,15 +143,67 @@ def _psd_factor(sigma: np.ndarray) -> np.ndarray:
     return vec[:, keep] * np.sqrt(lam[keep])
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> tuple[float, str | None]:
+def activation_factor(act: np.ndarray) -> np.ndarray | None:
+    """``B`` with ``B @ B.T == np.cov(act, rowvar=False)`` straight from ``[N, 2048]`` features
+    (``B = (act - mean).T / sqrt(N - 1)``, 2048 x N), or None when ``N > 2048`` (then the
+    eigendecomposition of the covariance is not more expensive than this)."""
+    n = act.shape[0]
+    if n < FID_MIN_IMAGES or n > FID_DIMS:
+        return None
+    xc = act - np.mean(act, axis=0)
+    return np.ascontiguousarray(xc.T / np.sqrt(n - 1.0))
+
+
+def _sigma_key(sigma: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(sigma, dtype=np.float64).tobytes()).hexdigest()[:40]
+
+
+def factor_cache_path(sigma: np.ndarray) -> Path:
+    return cache_dir() / "fid_stats" / f"factor-{_sigma_key(sigma)}.npy"
+
+
+def store_factor(sigma: np.ndarray, factor: np.ndarray) -> None:
+    """Cache ``factor`` (``B B^T == sigma``) under the sha256 of ``sigma``'s bytes."""
+    path = factor_cache_path(sigma)
+    with atomic_path(path, suffix=".npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(factor, dtype=np.float64), allow_pickle=False)
+
+
+def reference_factor(sigma: np.ndarray) -> np.ndarray:
+    """The PSD factor of a reference covariance, computed once per covariance and cached on disk
+    (``$UGPNET_CACHE/fid_stats/factor-<sha256 of sigma>.npy``): the eigendecomposition of a
+    2048x2048 matrix takes 5-15 s on a 2-core CPU, and the reference (the test set) is the same
+    for every method scored against it."""
+    sigma = np.ascontiguousarray(sigma, dtype=np.float64)
+    path = factor_cache_path(sigma)
+    if path.is_file():
+        try:
+            b = np.load(path, allow_pickle=False)
+            if b.ndim == 2 and b.shape[0] == sigma.shape[0]:
+                return b
+        except (ValueError, OSError):
+            pass  # damaged entry: recompute and overwrite
+    b = _psd_factor(sigma)
+    try:
+        store_factor(sigma, b)
+    except OSError:
+        pass  # read-only cache: still correct, just not faster next time
+    return b
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, factor1=None, factor2=None
+                     ) -> tuple[float, str | None]:
     """pytorch-fid's Fréchet distance ``|mu1-mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2)``.
 
     Why not call ``pytorch_fid.fid_score.calculate_frechet_distance`` directly: its
     ``scipy.linalg.sqrtm`` of the 2048x2048 product takes 13-44 s per call on a 2-core CPU (scipy
     1.17), which dominated the whole offline run. ``tr sqrt(S1 S2)`` is evaluated exactly instead:
-    with ``S = B B^T`` (eigendecomposition), the eigenvalues of ``S1 S2`` are the squared singular
-    values of ``B1^T B2``, so ``tr sqrt(S1 S2) = ||B1^T B2||_*``. Tests check equality with
-    ``calculate_frechet_distance`` (the same formula); returns ``(fid, note)``.
+    with ``S = B B^T``, the eigenvalues of ``S1 S2`` are the squared singular values of
+    ``B1^T B2``, so ``tr sqrt(S1 S2) = ||B1^T B2||_*`` for any such factors. ``factor1``/``factor2``
+    are optional precomputed ``B`` (:func:`activation_factor` of the features, or
+    :func:`reference_factor`); otherwise ``B`` comes from an eigendecomposition. Tests check
+    equality with ``calculate_frechet_distance`` (the same formula); returns ``(fid, note)``.
     """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
@@ -162,7 +214,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> tuple[float, str | None]:
         raise DataError("FID could not be computed: non-finite statistics (too few or identical "
                         "images); use more images.")
     diff = mu1 - mu2
-    b1, b2 = _psd_factor(s1), _psd_factor(s2)
+    b1 = _psd_factor(s1) if factor1 is None else np.asarray(factor1, dtype=np.float64)
+    b2 = _psd_factor(s2) if factor2 is None else np.asarray(factor2, dtype=np.float64)
     tr_covmean = float(np.linalg.svd(b1.T @ b2, compute_uv=False).sum()) if b1.size and b2.size \
         else 0.0
     value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
@@ -262,15 +315,19 @@ def fid_from_arrays(images: Iterable[np.ndarray], ref, device: str = "cpu", batc
     col = ActivationCollector(_shared_model(device), device, batch_size)
     for img in images:
         col.add(img)
-    mu1, s1 = activation_statistics(col.activations())
+    acts = col.activations()
+    mu1, s1 = activation_statistics(acts)
     if isinstance(ref, (list, tuple)) and ref and isinstance(ref[0], np.ndarray) and ref[0].ndim == 3:
         rc = ActivationCollector(_shared_model(device), device, batch_size)
         for img in ref:
             rc.add(img)
-        mu2, s2 = activation_statistics(rc.activations())
+        ref_acts = rc.activations()
+        mu2, s2 = activation_statistics(ref_acts)
+        f2 = activation_factor(ref_acts)
     else:
         mu2, s2, _ = resolve_reference(ref, device, batch_size, progress)
-    return frechet_distance(mu1, s1, mu2, s2)[0]
+        f2 = reference_factor(s2)
+    return frechet_distance(mu1, s1, mu2, s2, activation_factor(acts), f2)[0]
 
 
 def fid_from_dirs(pred_dir: str | os.PathLike, ref, device: str = "cpu", batch_size: int = 50,
@@ -286,5 +343,6 @@ def fid_from_dirs(pred_dir: str | os.PathLike, ref, device: str = "cpu", batch_s
     col = ActivationCollector(_shared_model(device), device, batch_size)
     for p in tqdm(files, desc="FID", unit="img", disable=None if progress else True):
         col.add(read_image(p))
-    mu1, s1 = activation_statistics(col.activations())
-    return frechet_distance(mu1, s1, mu2, s2)[0]
+    acts = col.activations()
+    mu1, s1 = activation_statistics(acts)
+    return frechet_distance(mu1, s1, mu2, s2, activation_factor(acts), reference_factor(s2))[0]
