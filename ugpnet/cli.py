@@ -24,6 +24,7 @@ COMMANDS = {
     "table": "table",
     "params": "params",
     "bench": "bench",
+    "cache": "cache",
 }
 
 

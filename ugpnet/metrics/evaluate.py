@@ -318,6 +318,24 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
     return {"mean": mean, "per_image": per_image, "protocol": proto}
 
 
+EXT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
+               ".tiff": "TIFF", ".webp": "WEBP"}
+
+
+def file_notes(path: Path) -> tuple[list[str], str | None]:
+    """(conversions :func:`~ugpnet.io.read_image` applies, ``"JPEG data"`` etc. when the content's
+    format (Pillow's) differs from the extension, else None), from the header only."""
+    from ..data.convert import inspect_conversions
+    from ..io import open_image
+
+    _, notes = inspect_conversions(path)
+    with open_image(path) as im:
+        fmt = {"MPO": "JPEG"}.get(im.format, im.format)  # MPO: a JPEG with extra frames
+    want = EXT_FORMATS.get(path.suffix.lower())
+    actual = f"{fmt} data" if fmt and want and fmt != want else None
+    return notes, actual
+
+
 def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
                   metrics: Sequence[str] | str = ALL_METRICS, lpips_net: str = "alex", fid_ref=None,
                   device: str = "cpu", progress: bool = True, fid_batch_size: int = 50) -> dict:
@@ -326,14 +344,35 @@ def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     ``fid_ref``: ``None``/``"gt"`` (paired ground truth, stats cached per GT content), an ``.npz``
     with ``mu``/``sigma``, or another image folder."""
     pairs = pair_files(pred_dir, gt_dir)
+    converted: dict[str, list[str]] = {"prediction": [], "ground-truth": []}
+    mismatched: list[str] = []
+
+    def inspect(path: Path, side: str) -> None:
+        notes, actual = file_notes(path)
+        if notes:
+            converted[side].append(f"{path.name} ({', '.join(notes)})")
+        if actual:
+            mismatched.append(f"{side} {path.name} is {actual}")
 
     def items():
         for name, pp, gp in pairs:
+            inspect(pp, "prediction")
+            inspect(gp, "ground-truth")
             yield name, read_image(gp), read_image(pp), pp
 
     res = _evaluate(items(), len(pairs), metrics, lpips_net, fid_ref, device, progress,
                     fid_batch_size, gt_files=[g for _, _, g in pairs],
                     gt_label=str(Path(gt_dir)))
+    for side, rows in converted.items():
+        if rows:
+            res["protocol"]["notes"].append(
+                f"{len(rows)} {side} file(s) were converted to 8-bit RGB on reading (scored after "
+                f"conversion; see ugpnet.io): {listing(sorted(rows))}")
+    if mismatched:
+        res["protocol"]["notes"].append(
+            f"{len(mismatched)} file(s) hold another format than their extension says (a lossy "
+            f"JPEG named .png changes the scores; re-export them as real PNG): "
+            f"{listing(sorted(mismatched))}")
     res["protocol"]["pred_dir"] = str(Path(pred_dir))
     res["protocol"]["gt_dir"] = str(Path(gt_dir))
     return res

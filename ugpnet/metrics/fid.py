@@ -10,7 +10,8 @@ upwards (the covariance is rank-deficient); result files carry a warning in that
 least 2 images per set.
 
 Reference statistics of an image folder are cached under ``$UGPNET_CACHE/fid_stats/`` keyed by the
-sha256 of the sorted file names and file contents; ``.npz`` files with ``mu``/``sigma`` (as
+sha256 of the sorted file names and file contents (``ugpnet cache`` lists and prunes them;
+``$UGPNET_FID_CACHE_MAX_MB`` caps the total size, least recently used entries go first); ``.npz`` files with ``mu``/``sigma`` (as
 ``pytorch-fid --save-stats`` writes them) are accepted as references too.
 """
 from __future__ import annotations
@@ -159,7 +160,7 @@ def _sigma_key(sigma: np.ndarray) -> str:
 
 
 def factor_cache_path(sigma: np.ndarray) -> Path:
-    return cache_dir() / "fid_stats" / f"factor-{_sigma_key(sigma)}.npy"
+    return stats_cache_dir() / f"factor-{_sigma_key(sigma)}.npy"
 
 
 def store_factor(sigma: np.ndarray, factor: np.ndarray) -> None:
@@ -168,6 +169,7 @@ def store_factor(sigma: np.ndarray, factor: np.ndarray) -> None:
     with atomic_path(path, suffix=".npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, np.asarray(factor, dtype=np.float64), allow_pickle=False)
+    _apply_size_limit(path)
 
 
 def reference_factor(sigma: np.ndarray) -> np.ndarray:
@@ -181,6 +183,7 @@ def reference_factor(sigma: np.ndarray) -> np.ndarray:
         try:
             b = np.load(path, allow_pickle=False)
             if b.ndim == 2 and b.shape[0] == sigma.shape[0]:
+                _touch(path)
                 return b
         except (ValueError, OSError):
             pass  # damaged entry: recompute and overwrite
@@ -253,13 +256,14 @@ def folder_stats_key(files: Sequence[os.PathLike]) -> str:
 
 
 def stats_cache_path(key: str) -> Path:
-    return cache_dir() / "fid_stats" / f"{key}.npz"
+    return stats_cache_dir() / f"{key}.npz"
 
 
 def _save_stats(path: Path, mu, sigma, n: int) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, mu=mu, sigma=sigma, n=np.int64(n), tag=np.array(FID_STATS_TAG))
+    _apply_size_limit(path)
 
 
 def cached_folder_stats(files: Sequence[os.PathLike]):
@@ -269,6 +273,7 @@ def cached_folder_stats(files: Sequence[os.PathLike]):
         try:
             with np.load(path, allow_pickle=False) as f:
                 if str(f["tag"]) == FID_STATS_TAG:
+                    _touch(path)
                     return f["mu"].astype(np.float64), f["sigma"].astype(np.float64), int(f["n"]), path
         except (KeyError, ValueError, OSError):
             pass  # damaged cache entry: recompute and overwrite
@@ -346,3 +351,84 @@ def fid_from_dirs(pred_dir: str | os.PathLike, ref, device: str = "cpu", batch_s
     acts = col.activations()
     mu1, s1 = activation_statistics(acts)
     return frechet_distance(mu1, s1, mu2, s2, activation_factor(acts), reference_factor(s2))[0]
+
+
+# ------------------------------------------------------------------------- the statistics cache
+CACHE_MAX_ENV = "UGPNET_FID_CACHE_MAX_MB"
+
+
+def stats_cache_dir() -> Path:
+    """``$UGPNET_CACHE/fid_stats``: reference statistics (``<key>.npz``, ~33 MB each: a 2048x2048
+    float64 covariance) and covariance factors (``factor-<sha>.npy``). Everything in it can be
+    recomputed from the images; nothing else under ``$UGPNET_CACHE`` (e.g. ``weights/``) is
+    ever pruned."""
+    return cache_dir() / "fid_stats"
+
+
+def cache_entries() -> list[dict]:
+    """``[{"path", "bytes", "mtime"}]`` of the statistics cache, least recently used first (a
+    cache hit refreshes an entry's mtime)."""
+    root = stats_cache_dir()
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        if p.is_file() and p.suffix in (".npz", ".npy"):
+            st = p.stat()
+            out.append({"path": p, "bytes": st.st_size, "mtime": st.st_mtime})
+    return sorted(out, key=lambda e: (e["mtime"], e["path"].name))
+
+
+def prune_cache(*, older_than_s: float | None = None, max_bytes: int | None = None,
+                everything: bool = False, keep: Iterable[Path] = (), now: float | None = None
+                ) -> list[dict]:
+    """Delete statistics-cache entries → the removed ones. ``everything``; or entries not used
+    for ``older_than_s`` seconds; then the least recently used until the rest fits ``max_bytes``.
+    Paths in ``keep`` are never removed. Hidden temp files of interrupted writes are removed too."""
+    import time
+
+    now = time.time() if now is None else now
+    keep = {Path(k).resolve() for k in keep}
+    entries = [e for e in cache_entries() if e["path"].resolve() not in keep]
+    removed = []
+    if everything:
+        removed = entries
+    else:
+        if older_than_s is not None:
+            removed = [e for e in entries if now - e["mtime"] > older_than_s]
+        if max_bytes is not None:
+            left = [e for e in entries if e not in removed]
+            total = sum(e["bytes"] for e in cache_entries())
+            total -= sum(e["bytes"] for e in removed)
+            for e in left:  # least recently used first
+                if total <= max_bytes:
+                    break
+                removed.append(e)
+                total -= e["bytes"]
+    for e in removed:
+        e["path"].unlink(missing_ok=True)
+    root = stats_cache_dir()
+    if root.is_dir():
+        for p in root.glob(".*"):  # atomic_path temp files of killed writes
+            if p.is_file() and now - p.stat().st_mtime > 3600:
+                p.unlink(missing_ok=True)
+    return removed
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # read-only cache: fine
+
+
+def _apply_size_limit(just_written: Path) -> None:
+    """Prune to ``$UGPNET_FID_CACHE_MAX_MB`` (if set) after a write, keeping the new entry."""
+    raw = os.environ.get(CACHE_MAX_ENV, "").strip()
+    if not raw:
+        return
+    try:
+        limit = float(raw)
+    except ValueError:
+        raise ConfigError(f"{CACHE_MAX_ENV}={raw!r} is not a number of megabytes.") from None
+    prune_cache(max_bytes=int(limit * 1e6), keep=[just_written])
