@@ -13,7 +13,7 @@ Conversions on read (documented in the README):
 - palette (P) → RGB via the palette (exact).
 
 Pixel limit (decompression bombs): an image whose header claims more than :func:`max_pixels`
-pixels (default :data:`DEFAULT_MAX_PIXELS` = 64 MP, e.g. 8192x8192; FFHQ is 1 MP) is refused with a
+pixels (default :data:`DEFAULT_MAX_PIXELS` = 64 MP = 8192x8192 = 67,108,864; FFHQ is 1 MP) is refused with a
 DataError naming the file *before* anything is decoded. Raise the limit with the environment
 variable ``UGPNET_MAX_PIXELS`` (a pixel count, e.g. ``UGPNET_MAX_PIXELS=200000000``).
 
@@ -202,7 +202,7 @@ def check_pixels(path: str | os.PathLike, width: int, height: int) -> None:
     if int(width) * int(height) > limit:
         raise DataError(
             f"image '{path}' claims {width}x{height} pixels ({width * height / 1e6:.0f} MP), more "
-            f"than the limit of {limit / 1e6:.0f} MP; it was not decoded (a damaged file or a "
+            f"than the limit of {limit:,} pixels; it was not decoded (a damaged file or a "
             f"decompression bomb). Remove it, or if it is a genuine photo raise the limit: "
             f"{MAX_PIXELS_ENV}={int(width) * int(height)}.")
 
@@ -244,7 +244,7 @@ def open_image(path: str | os.PathLike):
             im = Image.open(path)
         except Image.DecompressionBombError:
             raise DataError(f"image '{path}' claims more pixels than the limit of "
-                            f"{limit / 1e6:.0f} MP; it was not decoded (a damaged file or a "
+                            f"{limit:,}; it was not decoded (a damaged file or a "
                             f"decompression bomb). Remove it, or raise {MAX_PIXELS_ENV}.") from None
     with im:
         check_pixels(path, *im.size)
