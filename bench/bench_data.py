@@ -1,7 +1,7 @@
 """Data and evaluation speed: ``degrade`` per task against its floor, and metric throughput.
 
 Usage: .venv/bin/python bench/bench_data.py [--images 4] [--size 512] [--runs 3] [--threads 2]
-       [--skip-metrics]
+       [--skip-metrics] [--fid-distance]
 
 Degradation. A few synthetic ``size``² PNGs (smooth colour fields plus texture, like faces) are
 degraded with ``degrade_folder(workers=1)`` per task. The *floor* of a task is what any
@@ -14,7 +14,9 @@ from other processes affects both alike.
 
 Metrics. Images/s of each metric (psnr, ssim, lpips alex, fid features) on ``size``² pairs on the
 CPU, each timed alone, plus a whole ``evaluate_dirs`` with all four (GT FID statistics cached, the
-second evaluation of a test set).
+second evaluation of a test set). ``--fid-distance`` also times the fixed cost of one FID value
+(old: two 2048x2048 eigendecompositions per value; now: factors of the centred features, the
+reference's cached per test set) at 100 and 3000 images.
 """
 from __future__ import annotations
 
@@ -142,6 +144,26 @@ def bench_metrics(tmp: Path, files: list[Path], runs: int) -> list[tuple]:
     return rows
 
 
+def bench_fid_distance(tmp: Path) -> list[tuple]:
+    """Fixed cost of one FID value (seconds) on 2048-d features: the old way (eigendecomposition
+    of both 2048x2048 covariances every time) against factors from the centred features and the
+    reference factor cached per test set (second method scored against the same test set)."""
+    from ugpnet.metrics import fid as fidm
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in (100, 3000):
+        pred = rng.normal(size=(n, fidm.FID_DIMS))
+        ref = rng.normal(size=(n, fidm.FID_DIMS)) * 1.1 + 0.1
+        (m1, s1), (m2, s2) = fidm.activation_statistics(pred), fidm.activation_statistics(ref)
+        t_old = _timed(lambda: fidm.frechet_distance(m1, s1, m2, s2))
+        fidm.reference_factor(s2)  # the first method computes and stores it
+        t_new = _timed(lambda: fidm.frechet_distance(
+            m1, s1, m2, s2, fidm.activation_factor(pred), fidm.reference_factor(s2)))
+        rows.append((n, t_old, t_new))
+    return rows
+
+
 def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -155,6 +177,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-metrics", action="store_true")
+    ap.add_argument("--fid-distance", action="store_true",
+                    help="also time one FID value the old way and now (about a minute)")
     args = ap.parse_args(argv)
     import torch
 
@@ -174,6 +198,10 @@ def main(argv=None) -> int:
             print(f"\n{'metric (CPU, ' + str(args.threads) + ' threads)':44s} {'images/s':>9s}")
             for name, ips in bench_metrics(tmp, files, args.runs):
                 print(f"{name:44s} {ips:9.2f}")
+        if args.fid_distance:
+            print(f"\n{'FID value, N images per set':28s} {'old s':>7s} {'now s':>7s}")
+            for n, t_old, t_new in bench_fid_distance(tmp):
+                print(f"{'N = ' + str(n):28s} {t_old:7.2f} {t_new:7.2f}")
         print(f"\nload average 1 min: {load0:.2f} before, {os.getloadavg()[0]:.2f} after")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
