@@ -323,3 +323,14 @@ def test_evaluation_of_the_same_outputs_is_bit_identical(tmp_path, monkeypatch):
     b = evaluate_dirs(pred, gt, metrics="psnr,ssim", progress=False)
     assert json.dumps(a["per_image"]) == json.dumps(b["per_image"])
     assert json.dumps(a["mean"]) == json.dumps(b["mean"])
+
+
+def test_degrade_checks_every_header_before_any_work(tmp_path, capsys, monkeypatch):
+    from ugpnet.degradations import apply
+
+    gt = _folder(tmp_path / "gt")
+    (gt / "zz.png").write_bytes(b"not an image")
+    monkeypatch.setattr(apply, "_process_one", lambda job: pytest.fail("work started"))
+    rc = main(["degrade", "--task", "denoise", "--seed", "1", "--sigma", "0.1", "--k", "30",
+               "--in", str(gt), "--out", str(tmp_path / "o"), "--no-progress"])
+    _one_clean_error(capsys, rc, "zz.png", "corrupt or truncated")

@@ -246,6 +246,10 @@ def open_image(path: str | os.PathLike):
             raise DataError(f"image '{path}' claims more pixels than the limit of "
                             f"{limit:,}; it was not decoded (a damaged file or a "
                             f"decompression bomb). Remove it, or raise {MAX_PIXELS_ENV}.") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+            raise DataError(f"image '{path}' cannot be read ({e}). The file is corrupt or "
+                            f"truncated: re-download or re-export it, or remove it from the "
+                            f"folder.") from None
     with im:
         check_pixels(path, *im.size)
         yield im

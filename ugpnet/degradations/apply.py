@@ -244,6 +244,11 @@ def degrade_folder(task: str, seed: int, in_dir, out_dir, *, sigma: float | None
     by_stem = index_by_stem(list_images(in_dir, "input image folder"), f"input image folder '{in_dir}'",
                             hint="they would both be written as '{stem}.png'; rename one of them.")
     names = {output_name(f): f for f in by_stem.values()}
+    from ..io import open_image
+
+    for f in names.values():  # headers only (pixel limit, unreadable files) before any work
+        with open_image(f):
+            pass
     staging, stale = _prepare_out_dir(in_dir, out_dir, set(names))
     try:
         records = _run_jobs(task, seed, names, staging, params, kernels, workers, progress)

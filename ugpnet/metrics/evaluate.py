@@ -354,10 +354,12 @@ def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
         if actual:
             mismatched.append(f"{side} {path.name} is {actual}")
 
+    for _, pp, gp in pairs:  # headers only, before any metric: a bad file fails at once
+        inspect(pp, "prediction")
+        inspect(gp, "ground-truth")
+
     def items():
         for name, pp, gp in pairs:
-            inspect(pp, "prediction")
-            inspect(gp, "ground-truth")
             yield name, read_image(gp), read_image(pp), pp
 
     res = _evaluate(items(), len(pairs), metrics, lpips_net, fid_ref, device, progress,
