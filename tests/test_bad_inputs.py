@@ -334,3 +334,24 @@ def test_degrade_checks_every_header_before_any_work(tmp_path, capsys, monkeypat
     rc = main(["degrade", "--task", "denoise", "--seed", "1", "--sigma", "0.1", "--k", "30",
                "--in", str(gt), "--out", str(tmp_path / "o"), "--no-progress"])
     _one_clean_error(capsys, rc, "zz.png", "corrupt or truncated")
+
+
+@pytest.mark.long
+def test_evaluation_with_lpips_and_fid_is_bit_identical_cache_miss_then_hit(tmp_path, monkeypatch):
+    import torch
+
+    from ugpnet import pretrained
+    from ugpnet.metrics import evaluate_dirs
+
+    monkeypatch.setenv("UGPNET_CACHE", str(tmp_path / "cache"))
+    pretrained.clear_memo()
+    torch.set_num_threads(1)
+    gt, pred = _folder(tmp_path / "gt", n=4, size=64), _folder(tmp_path / "pred", n=4, size=64,
+                                                                seed=9)
+    a = evaluate_dirs(pred, gt, progress=False)  # GT statistics and factor computed, stored
+    b = evaluate_dirs(pred, gt, progress=False)  # ... and read back
+    assert not a["protocol"]["fid"]["reference_stats_cache_hit"]
+    assert b["protocol"]["fid"]["reference_stats_cache_hit"]
+    assert json.dumps(a["per_image"]) == json.dumps(b["per_image"])
+    assert json.dumps(a["mean"]) == json.dumps(b["mean"])
+    pretrained.clear_memo()
