@@ -31,7 +31,8 @@ def run(args) -> int:
         entries = cache_entries()
         now = time.time()
         for e in entries:
-            print(f"{_mb(e['bytes']):>10s}  {(now - e['mtime']) / 86400:6.1f} days  {e['path'].name}")
+            age_days = (now - e["mtime"]) / 86400
+            print(f"{_mb(e['bytes']):>10s}  {age_days:6.1f} days  {e['path'].name}")
         print(f"{len(entries)} entries, {_mb(sum(e['bytes'] for e in entries))} in "
               f"{stats_cache_dir()}")
         return 0
