@@ -399,3 +399,26 @@ def test_cli_works_with_flags_only_without_params_file(gt_dir, tmp_path, monkeyp
     assert main(["kernels", "--out", str(tmp_path / "b.npy"), "--n", "3", "--size", "7",
                  "--seed", "1", "--no-progress"]) == 0
     assert np.array_equal(load_kernel_bank(tmp_path / "b.npy"), generate_kernel_bank(3, 7, seed=1)[0])
+
+
+def test_degradations_are_bit_identical_to_the_reference_arithmetic():
+    """The in-place fast paths (noise, blur quantisation) give exactly the bytes of the plain
+    expressions they replaced (issue 9: degraded sets must not change)."""
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    # denoise, reference: Poisson(k x)/k + N(0, sigma^2), clip, round
+    x = img.astype(np.float64) / 255.0
+    r = np.random.default_rng(5)
+    y = r.poisson(30.0 * x).astype(np.float64) / 30.0 + 0.0
+    y = y + r.normal(0.0, 0.3, size=x.shape)
+    want = np.round(np.clip(y, 0.0, 1.0) * 255.0).astype(np.uint8)
+    assert np.array_equal(add_noise(img, np.random.default_rng(5), sigma=0.3, k=30.0), want)
+    # deblur, reference: reflect pad, fftconvolve 'valid', clip, round
+    k = generate_kernel_bank(1, 9, seed=3)[0][0].astype(np.float64)
+    k = k / k.sum()
+    pad = np.pad(x, ((4, 4), (4, 4), (0, 0)), mode="reflect")
+    yb = fftconvolve(pad, k[:, :, None], mode="valid", axes=(0, 1))
+    want = np.round(np.clip(yb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    assert np.array_equal(blur(img, k), want)

@@ -627,18 +627,36 @@ def test_golden_tid2013_lpips_psnr():
         assert psnr(gt, dist) == pytest.approx(ps, abs=5e-3 + 1e-6), name
 
 
-@pytest.mark.parametrize("n", [9, 40])  # fewer images than feature dimensions: the cheap route
-def test_frechet_distance_from_activation_factors_equals_pytorch_fid(n):
+@pytest.mark.parametrize("n", [9, 40])  # fewer images than feature dimensions (the usual case)
+def test_frechet_distance_with_activation_factors_equals_pytorch_fid(n, monkeypatch, tmp_path):
     from pytorch_fid.fid_score import calculate_frechet_distance
 
-    from ugpnet.metrics.fid import activation_factor, frechet_distance
+    from ugpnet.metrics import fid as fidm
 
+    monkeypatch.setattr(fidm, "FID_DIMS", 64)
+    monkeypatch.setenv("UGPNET_CACHE", str(tmp_path))
     rng = np.random.default_rng(2)
     a = rng.normal(size=(n, 64)) @ rng.normal(size=(64, 64))
-    b = rng.normal(size=(n + 3, 64)) @ rng.normal(size=(64, 64)) * 0.7 + 0.3
+    b = rng.normal(size=(n, 64)) @ rng.normal(size=(64, 64)) * 0.7 + 0.3
     m1, s1, m2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
-    f1, f2 = activation_factor(a), activation_factor(b)
-    np.testing.assert_allclose(f1 @ f1.T, s1, rtol=1e-10, atol=1e-10)
+    f1 = fidm.activation_factor(a)
+    assert f1.shape == (64, n) and np.allclose(f1 @ f1.T, s1)
     want = calculate_frechet_distance(m1, s1, m2, s2)
-    assert frechet_distance(m1, s1, m2, s2, f1, f2)[0] == pytest.approx(want, rel=1e-6)
-    assert activation_factor(rng.normal(size=(65, 64))) is None  # full rank: eigh instead
+    got = fidm.frechet_distance(m1, s1, m2, s2, f1, fidm.reference_factor(s2))[0]
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_reference_factor_is_computed_once_per_covariance(monkeypatch, tmp_path):
+    """The reference (test set) side of FID is decomposed once and then read from the cache."""
+    from ugpnet.metrics import fid as fidm
+
+    monkeypatch.setenv("UGPNET_CACHE", str(tmp_path))
+    rng = np.random.default_rng(3)
+    s = np.cov(rng.normal(size=(40, 16)), rowvar=False)
+    calls = []
+    real = fidm._psd_factor
+    monkeypatch.setattr(fidm, "_psd_factor", lambda m: calls.append(1) or real(m))
+    b1 = fidm.reference_factor(s)
+    b2 = fidm.reference_factor(s)
+    assert len(calls) == 1 and np.array_equal(b1, b2)
+    assert fidm.factor_cache_path(s).is_file()

@@ -27,6 +27,7 @@ COMMANDS = {
     "params": "params",
     "check": "check",
     "bench": "bench",
+    "cache": "cache",
 }
 
 

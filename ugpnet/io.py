@@ -12,6 +12,11 @@ Conversions on read (documented in the README):
   onto a background would invent pixel values);
 - palette (P) → RGB via the palette (exact).
 
+Pixel limit (decompression bombs): an image whose header claims more than :func:`max_pixels`
+pixels (default :data:`DEFAULT_MAX_PIXELS` = 64 MP = 8192x8192 = 67,108,864; FFHQ is 1 MP) is refused with a
+DataError naming the file *before* anything is decoded. Raise the limit with the environment
+variable ``UGPNET_MAX_PIXELS`` (a pixel count, e.g. ``UGPNET_MAX_PIXELS=200000000``).
+
 Pairing by file stem (:func:`pair_by_stem`): two folders are paired by file name without extension
 (``a.png`` with ``a.jpg``); a folder holding two files with the same stem is an error, and so is a
 name present in only one folder (the message lists the first :data:`LISTED` names of each side, then
@@ -32,6 +37,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
 
+DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
+MAX_PIXELS_ENV = "UGPNET_MAX_PIXELS"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LISTED = 10  # names listed in error messages before "... (N more)"
 
@@ -172,13 +179,80 @@ def pair_by_stem(dir_a: str | os.PathLike, dir_b: str | os.PathLike, what_a: str
     return [(s, a[s], b[s]) for s in sorted(b)]
 
 
-def _png_bit_depth(path: Path) -> tuple[int, int] | None:
-    """(bit depth, colour type) from a PNG's IHDR, or None if not a PNG."""
+def max_pixels() -> int:
+    """The pixel limit of :func:`read_image` (``$UGPNET_MAX_PIXELS``, default 64 MP)."""
+    from .errors import ConfigError
+
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV}={raw!r} is not a positive pixel count; set it to e.g. "
+                          f"{DEFAULT_MAX_PIXELS} (the default, 64 MP) or unset it.")
+    return value
+
+
+def check_pixels(path: str | os.PathLike, width: int, height: int) -> None:
+    """DataError naming ``path`` if ``width x height`` exceeds :func:`max_pixels`."""
+    limit = max_pixels()
+    if int(width) * int(height) > limit:
+        raise DataError(
+            f"image '{path}' claims {width}x{height} pixels ({width * height / 1e6:.0f} MP), more "
+            f"than the limit of {limit:,} pixels; it was not decoded (a damaged file or a "
+            f"decompression bomb). Remove it, or if it is a genuine photo raise the limit: "
+            f"{MAX_PIXELS_ENV}={int(width) * int(height)}.")
+
+
+def _png_header(path: Path) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) from a PNG's IHDR, or None if not a PNG."""
     with open(path, "rb") as f:
         head = f.read(26)
     if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
-    return head[24], head[25]
+    return (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[24],
+            head[25])
+
+
+def _png_bit_depth(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG's IHDR, or None if not a PNG."""
+    h = _png_header(path)
+    return None if h is None else (h[2], h[3])
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike):
+    """``PIL.Image.open`` with our pixel limit checked from the header, before any decoding.
+
+    Pillow's own bomb check (a warning above 89 MP, an error above 179 MP) is replaced by ours:
+    one DataError naming the file and the fix (see the module docstring)."""
+    import warnings
+
+    path = Path(path)
+    head = _png_header(path)
+    if head is not None:
+        check_pixels(path, head[0], head[1])
+    limit = max_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit  # ours is checked below; Pillow's must not fire first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(path)
+        except Image.DecompressionBombError:
+            raise DataError(f"image '{path}' claims more pixels than the limit of "
+                            f"{limit:,}; it was not decoded (a damaged file or a "
+                            f"decompression bomb). Remove it, or raise {MAX_PIXELS_ENV}.") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+            raise DataError(f"image '{path}' cannot be read ({e}). The file is corrupt or "
+                            f"truncated: re-download or re-export it, or remove it from the "
+                            f"folder.") from None
+    with im:
+        check_pixels(path, *im.size)
+        yield im
 
 
 def _read_png16_rgb(path: Path) -> np.ndarray:
@@ -208,10 +282,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"image '{path}' does not exist.")
     try:
-        depth = _png_bit_depth(path)
-        if depth is not None and depth[0] == 16 and depth[1] in (2, 6):
+        head = _png_header(path)
+        if head is not None:
+            check_pixels(path, head[0], head[1])
+        if head is not None and head[2] == 16 and head[3] in (2, 6):
             return _read_png16_rgb(path)
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):

@@ -84,6 +84,17 @@ def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: 
             raise DataError(f"'{path}' ({tuple(x.shape[-2:])} px) does not fit method '{method}' "
                             f"for task '{task}': {e}. Use images of the training resolution "
                             f"({cfg['data']['resolution']} px output).") from None
+        for name, img in named.items():  # check every output before writing any of them
+            if name != primary and not intermediate:
+                continue
+            bad = int((~torch.isfinite(img)).sum())
+            if bad:
+                raise CheckpointError(
+                    f"method '{method}' produced {bad} non-finite value(s) (NaN/inf) in output "
+                    f"'{name}' for image '{path}'; nothing was written for it (a NaN would become "
+                    f"a black PNG). The checkpoint '{checkpoint}' has probably diverged: check its "
+                    f"training log, retrain or pick an earlier checkpoint. Images restored before "
+                    f"this one are kept; the folder has no manifest.json until a run completes.")
         for name, img in named.items():
             if name != primary and not intermediate:
                 continue

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 HELP = "score restored images against ground truth (PSNR, SSIM, LPIPS, FID) into a JSON file"
 
@@ -30,11 +31,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def check_out_path(out) -> None:
+    """DataError unless ``out`` can become the result file: not an existing folder, and no
+    ancestor that exists is a plain file."""
+    from pathlib import Path
+
+    from ..errors import DataError
+
+    p = Path(out)
+    if p.is_dir():
+        raise DataError(f"--out '{p}' is an existing folder; give a file name, e.g. "
+                        f"--out {p / 'metrics.json'}.")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"--out '{p}': '{parent}' is a file, not a folder; choose a result "
+                                f"path in a folder (e.g. --out {parent.parent / p.name}).")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise DataError(f"--out '{p}': folder '{parent}' is not writable; choose another "
+                                f"--out.")
+            break
+
+
 def run(args) -> int:
     from ..errors import ConfigError
     from ..metrics.evaluate import evaluate_dirs, parse_metrics, print_summary, write_evaluation
 
     metrics = parse_metrics(args.metrics)
+    check_out_path(args.out)  # before any metric is computed
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError("--threads must be at least 1.")

@@ -39,8 +39,10 @@ def progress_bar(it, total=None, desc="", progress=True):
 def inspect_conversions(path: str | os.PathLike) -> tuple[tuple[int, int], list[str]]:
     """((width, height), conversions read_image will apply) from the file header only."""
     path = Path(path)
+    from ..io import open_image
+
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             mode, size = im.mode, im.size
             info = dict(im.info)
             args = im.tile[0][3] if im.tile and len(im.tile[0]) > 3 else ""

@@ -8,10 +8,14 @@ gives bit-identical PNG files and manifest.
 
 Folder protocol: outputs keep the input names as PNG (``stem + '.png'``), each written atomically;
 ``manifest.json`` (written last, atomically) is the "done" marker and records the sha256 of every
-output and all parameters. At the start, an existing manifest is removed and a hidden
-``.ugpnet-degrade-partial`` marker is written; a re-run after an interruption overwrites the
-outputs and deletes stale images of earlier runs (only in a folder that carries our marker or
-manifest; any other folder with foreign images is refused).
+output and all parameters. New outputs are written into a hidden staging folder
+(``.ugpnet-degrade-staging-*``) inside the output folder; a finished earlier run there (its
+manifest and images) stays valid until every new image is done. Then a hidden
+``.ugpnet-degrade-partial`` marker is written, the old manifest removed, the new images renamed
+into place, stale images of earlier runs deleted and the new manifest written. A failed run removes
+its staging folder; the leftovers of a killed one (staging folder, hidden temp files) are removed by
+the next run. Only a folder that carries our marker or manifest is cleaned; any other folder with
+foreign images is refused.
 """
 from __future__ import annotations
 
@@ -132,9 +136,18 @@ def _is_ours(manifest_path: Path) -> bool:
         return False
 
 
-def _prepare_out_dir(in_dir: Path, out_dir: Path, planned: set[str]) -> None:
-    """Ready ``out_dir``: invalidate the manifest, remove our stale images, refuse foreign ones."""
-    from ..io import IMAGE_EXTS, atomic_write_text
+STAGING_PREFIX = ".ugpnet-degrade-staging-"
+
+
+def _prepare_out_dir(in_dir: Path, out_dir: Path, planned: set[str]) -> tuple[Path, list[Path]]:
+    """Check ``out_dir`` (refuse foreign content), remove leftovers of killed runs, and make the
+    hidden staging folder the new outputs are written into → ``(staging, stale images)``.
+
+    Nothing of a finished earlier run is touched here: its manifest and images stay valid until
+    :func:`_commit` swaps the complete new set in."""
+    import shutil
+
+    from ..io import IMAGE_EXTS, make_temp_dir
 
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"output '{out_dir}' exists and is not a folder.")
@@ -150,10 +163,30 @@ def _prepare_out_dir(in_dir: Path, out_dir: Path, planned: set[str]) -> None:
     if stale and not ours:
         raise DataError(f"output folder '{out_dir}' already holds images not written by {TOOL} "
                         f"(e.g. '{stale[0].name}'); choose an empty folder or remove them.")
+    # leftovers of a killed run: staging folders and hidden temp files of atomic writes
+    for p in out_dir.glob(STAGING_PREFIX + "*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for name in planned | {MANIFEST, PARTIAL_MARKER}:
+        for p in out_dir.glob(f".{name}.*"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+    return make_temp_dir(out_dir, STAGING_PREFIX), stale
+
+
+def _commit(out_dir: Path, staging: Path, stale: list[Path], manifest: dict) -> None:
+    """Swap the complete new outputs in: mark unfinished, drop the old manifest, rename every new
+    image into place (fast renames in one folder), remove stale images, write the manifest last."""
+    from ..io import atomic_write_json, atomic_write_text
+
+    marker = out_dir / PARTIAL_MARKER
     atomic_write_text(marker, "ugpnet degrade in progress; manifest.json is written when done\n")
-    manifest.unlink(missing_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for rec in manifest["files"]:
+        os.replace(staging / rec["name"], out_dir / rec["name"])
     for p in stale:
-        p.unlink()
+        p.unlink(missing_ok=True)
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    marker.unlink(missing_ok=True)
 
 
 def _resolve_kernels(kernel_bank) -> tuple[np.ndarray, dict]:
@@ -180,7 +213,7 @@ def degrade_folder(task: str, seed: int, in_dir, out_dir, *, sigma: float | None
     manifest) or an array ``[N, K, K]``. ``workers > 1`` uses a process pool; the result is
     identical to ``workers=1``.
     """
-    from ..io import atomic_write_json, index_by_stem, list_images
+    from ..io import index_by_stem, list_images
 
     _check_task(task)
     if int(seed) != seed or seed < 0:
@@ -211,10 +244,38 @@ def degrade_folder(task: str, seed: int, in_dir, out_dir, *, sigma: float | None
     by_stem = index_by_stem(list_images(in_dir, "input image folder"), f"input image folder '{in_dir}'",
                             hint="they would both be written as '{stem}.png'; rename one of them.")
     names = {output_name(f): f for f in by_stem.values()}
-    _prepare_out_dir(in_dir, out_dir, set(names))
+    from ..io import open_image
 
+    for f in names.values():  # headers only (pixel limit, unreadable files) before any work
+        with open_image(f):
+            pass
+    staging, stale = _prepare_out_dir(in_dir, out_dir, set(names))
+    try:
+        records = _run_jobs(task, seed, names, staging, params, kernels, workers, progress)
+        manifest = {
+            "tool": TOOL,
+            "task": task,
+            "seed": seed,
+            "params": params,
+            "rng": "per image: numpy.random.default_rng(SeedSequence([seed, task_id, "
+                   "int.from_bytes(sha256(stem)[:16], 'little')]))",
+            "task_id": TASK_IDS[task],
+            "input_dir": str(in_dir),
+            "count": len(records),
+            "numpy_version": np.__version__,
+            "files": records,
+        }
+        _commit(out_dir, staging, stale, manifest)
+    finally:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _run_jobs(task, seed, names, staging, params, kernels, workers, progress) -> list[dict]:
     job_params = {key: params[key] for key in ("sigma", "k", "scale") if key in params}
-    jobs = [(task, seed, str(src), str(out_dir / name), job_params) for name, src in names.items()]
+    jobs = [(task, seed, str(src), str(staging / name), job_params) for name, src in names.items()]
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), desc=f"degrade {task}", dynamic_ncols=True,
@@ -243,23 +304,7 @@ def degrade_folder(task: str, seed: int, in_dir, out_dir, *, sigma: float | None
                 records.append(rec)
                 bar.update(1)
     bar.close()
-
-    manifest = {
-        "tool": TOOL,
-        "task": task,
-        "seed": seed,
-        "params": params,
-        "rng": "per image: numpy.random.default_rng(SeedSequence([seed, task_id, "
-               "int.from_bytes(sha256(stem)[:16], 'little')]))",
-        "task_id": TASK_IDS[task],
-        "input_dir": str(in_dir),
-        "count": len(records),
-        "numpy_version": np.__version__,
-        "files": records,
-    }
-    atomic_write_json(out_dir / MANIFEST, manifest)
-    (out_dir / PARTIAL_MARKER).unlink(missing_ok=True)
-    return manifest
+    return records
 
 
 def verify_folder(out_dir) -> dict:

@@ -351,5 +351,6 @@ def blur_float(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 def blur(img_u8: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Blur a uint8 RGB image with ``kernel`` (see :func:`blur_float`); clip, round → uint8."""
-    y = blur_float(img_u8.astype(np.float64) / 255.0, kernel)
-    return np.round(np.clip(y, 0.0, 1.0) * 255.0).astype(np.uint8)
+    from .noise import quantise
+
+    return quantise(blur_float(img_u8.astype(np.float64) / 255.0, kernel))

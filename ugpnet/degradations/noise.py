@@ -26,7 +26,8 @@ def poisson_gaussian(x: np.ndarray, rng: np.random.Generator, *, sigma: float, k
     x = np.asarray(x, dtype=np.float64)
     if x.size and (x.min() < 0 or x.max() > 1):
         raise ValueError("poisson_gaussian expects x in [0, 1]")
-    y = rng.poisson(k * x).astype(np.float64) / k
+    y = rng.poisson(k * x).astype(np.float64)
+    y /= k  # in place: the same float64 operations as ``poisson(..) / k``, one buffer less
     if sigma > 0:
         y += rng.normal(0.0, sigma, size=x.shape)
     return y
@@ -36,4 +37,13 @@ def add_noise(img_u8: np.ndarray, rng: np.random.Generator, *, sigma: float, k: 
               ) -> np.ndarray:
     """Noisy uint8 image: :func:`poisson_gaussian` on ``img/255``, clip to [0, 1], round."""
     y = poisson_gaussian(img_u8.astype(np.float64) / 255.0, rng, sigma=sigma, k=k)
-    return np.round(np.clip(y, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return quantise(y)
+
+
+def quantise(y: np.ndarray) -> np.ndarray:
+    """``round(clip(y, 0, 1) * 255)`` as uint8, in place on the float64 buffer ``y`` (bit-identical
+    to the expression, without its three temporary arrays)."""
+    np.clip(y, 0.0, 1.0, out=y)
+    y *= 255.0
+    np.round(y, out=y)
+    return y.astype(np.uint8)

@@ -215,7 +215,7 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
 
     # ---- FID reference: decide before the loop whether GT features are needed
     fid_on = "fid" in metrics and n >= fidm.FID_MIN_IMAGES
-    ref_mu = ref_sigma = gt_cache_path = ref_factor = None
+    ref_mu = ref_sigma = gt_cache_path = None
     need_gt_acts = False
     fid_proto: dict = {}
     if "fid" in metrics:
@@ -225,9 +225,9 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
                                       "(align_corners=False), scaled to [-1, 1]",
                      "distance": "Frechet distance of pytorch_fid.fid_score.calculate_frechet_distance, "
                                  "tr sqrt(S1 S2) evaluated exactly as the nuclear norm of B1^T B2 "
-                                 "(B B^T = S from the centred features below 2,049 images, "
-                                 "else by eigendecomposition; equal to it, scipy's sqrtm "
-                                 "is 10x slower)",
+                                 "(S = B B^T: centred features for <= 2048 images, else "
+                                 "eigendecomposition; the reference factor is cached per test "
+                                 "set; equal to it; scipy's sqrtm is 10x slower)",
                      "num_pred_images": n}
         if not fid_on:
             proto["notes"].append(f"FID is undefined for fewer than {fidm.FID_MIN_IMAGES} images "
@@ -235,12 +235,10 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
         elif fid_ref is None or (isinstance(fid_ref, str) and fid_ref == "gt"):
             fid_proto["reference"] = f"paired ground truth {gt_label}"
             if gt_files is not None:
-                ref_mu, ref_sigma, _, gt_cache_path, ref_factor = fidm.cached_folder_stats(
-                    gt_files, with_factor=True)
+                ref_mu, ref_sigma, _, gt_cache_path = fidm.cached_folder_stats(gt_files)
                 fid_proto["reference_stats_cache"] = str(gt_cache_path)
-                # an entry written before factors were cached: recompute the GT features once
-                need_gt_acts = ref_mu is None or (ref_factor is None and n - 1 < fidm.FID_DIMS)
-                fid_proto["reference_stats_cache_hit"] = not need_gt_acts
+                fid_proto["reference_stats_cache_hit"] = ref_mu is not None
+                need_gt_acts = ref_mu is None
             else:
                 fid_proto["reference_stats_cache"] = None
                 need_gt_acts = True
@@ -294,16 +292,23 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
     if "fid" in metrics:
         mean["fid"] = None
         if fid_on:
-            pred_act = pred_col.activations()
-            mu1, s1 = fidm.activation_statistics(pred_act)
+            pred_acts = pred_col.activations()
+            mu1, s1 = fidm.activation_statistics(pred_acts)
             if gt_col is not None:
-                gt_act = gt_col.activations()
-                ref_mu, ref_sigma = fidm.activation_statistics(gt_act)
-                ref_factor = fidm.activation_factor(gt_act)
+                gt_acts = gt_col.activations()
+                ref_mu, ref_sigma = fidm.activation_statistics(gt_acts)
+                ref_factor = fidm.activation_factor(gt_acts)
                 if gt_cache_path is not None:
-                    fidm._save_stats(gt_cache_path, ref_mu, ref_sigma, n, ref_factor)
+                    fidm._save_stats(gt_cache_path, ref_mu, ref_sigma, n)
+                    if ref_factor is not None:
+                        fidm.store_factor(ref_sigma, ref_factor)
+                if ref_factor is None:
+                    ref_factor = fidm.reference_factor(ref_sigma)
+            else:
+                ref_factor = fidm.reference_factor(ref_sigma)  # once per test set, then cached
             value, note = fidm.frechet_distance(mu1, s1, ref_mu, ref_sigma,
-                                                fidm.activation_factor(pred_act), ref_factor)
+                                                factor1=fidm.activation_factor(pred_acts),
+                                                factor2=ref_factor)
             mean["fid"] = value
             if note:
                 fid_proto["note"] = note
@@ -311,6 +316,24 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
         proto["notes"].append(f"{len(non_png)} file(s) are not PNG (lossy formats change the "
                               f"scores): {listing(sorted(Path(p).name for p in non_png))}")
     return {"mean": mean, "per_image": per_image, "protocol": proto}
+
+
+EXT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
+               ".tiff": "TIFF", ".webp": "WEBP"}
+
+
+def file_notes(path: Path) -> tuple[list[str], str | None]:
+    """(conversions :func:`~ugpnet.io.read_image` applies, ``"JPEG data"`` etc. when the content's
+    format (Pillow's) differs from the extension, else None), from the header only."""
+    from ..data.convert import inspect_conversions
+    from ..io import open_image
+
+    _, notes = inspect_conversions(path)
+    with open_image(path) as im:
+        fmt = {"MPO": "JPEG"}.get(im.format, im.format)  # MPO: a JPEG with extra frames
+    want = EXT_FORMATS.get(path.suffix.lower())
+    actual = f"{fmt} data" if fmt and want and fmt != want else None
+    return notes, actual
 
 
 def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
@@ -321,6 +344,19 @@ def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     ``fid_ref``: ``None``/``"gt"`` (paired ground truth, stats cached per GT content), an ``.npz``
     with ``mu``/``sigma``, or another image folder."""
     pairs = pair_files(pred_dir, gt_dir)
+    converted: dict[str, list[str]] = {"prediction": [], "ground-truth": []}
+    mismatched: list[str] = []
+
+    def inspect(path: Path, side: str) -> None:
+        notes, actual = file_notes(path)
+        if notes:
+            converted[side].append(f"{path.name} ({', '.join(notes)})")
+        if actual:
+            mismatched.append(f"{side} {path.name} is {actual}")
+
+    for _, pp, gp in pairs:  # headers only, before any metric: a bad file fails at once
+        inspect(pp, "prediction")
+        inspect(gp, "ground-truth")
 
     def items():
         for name, pp, gp in pairs:
@@ -329,6 +365,16 @@ def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     res = _evaluate(items(), len(pairs), metrics, lpips_net, fid_ref, device, progress,
                     fid_batch_size, gt_files=[g for _, _, g in pairs],
                     gt_label=str(Path(gt_dir)))
+    for side, rows in converted.items():
+        if rows:
+            res["protocol"]["notes"].append(
+                f"{len(rows)} {side} file(s) were converted to 8-bit RGB on reading (scored after "
+                f"conversion; see ugpnet.io): {listing(sorted(rows))}")
+    if mismatched:
+        res["protocol"]["notes"].append(
+            f"{len(mismatched)} file(s) hold another format than their extension says (a lossy "
+            f"JPEG named .png changes the scores; re-export them as real PNG): "
+            f"{listing(sorted(mismatched))}")
     res["protocol"]["pred_dir"] = str(Path(pred_dir))
     res["protocol"]["gt_dir"] = str(Path(gt_dir))
     return res

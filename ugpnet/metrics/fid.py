@@ -10,7 +10,8 @@ upwards (the covariance is rank-deficient); result files carry a warning in that
 least 2 images per set.
 
 Reference statistics of an image folder are cached under ``$UGPNET_CACHE/fid_stats/`` keyed by the
-sha256 of the sorted file names and file contents; ``.npz`` files with ``mu``/``sigma`` (as
+sha256 of the sorted file names and file contents (``ugpnet cache`` lists and prunes them;
+``$UGPNET_FID_CACHE_MAX_MB`` caps the total size, least recently used entries go first); ``.npz`` files with ``mu``/``sigma`` (as
 ``pytorch-fid --save-stats`` writes them) are accepted as references too.
 """
 from __future__ import annotations
@@ -141,19 +142,6 @@ def activation_statistics(act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(act, axis=0), np.cov(act, rowvar=False)
 
 
-def activation_factor(act: np.ndarray) -> np.ndarray | None:
-    """``B = (act - mean)^T / sqrt(N - 1)``, so that ``B @ B.T == np.cov(act, rowvar=False)``
-    exactly; ``None`` when ``N - 1 >= 2048`` (then the eigendecomposition of sigma is no dearer).
-
-    With fewer images than feature dimensions this factor is the cheap, exact route to
-    ``tr sqrt(S1 S2)`` (see :func:`frechet_distance`): no 2048x2048 eigendecomposition (about
-    12 s each on a 2-core CPU, which dominated the evaluation of small sets)."""
-    n = act.shape[0]
-    if n - 1 >= act.shape[1] or n < FID_MIN_IMAGES:
-        return None
-    return (act - act.mean(axis=0)).T / np.sqrt(n - 1)
-
-
 def _psd_factor(sigma: np.ndarray) -> np.ndarray:
     """``B`` with ``B @ B.T == sigma`` for a symmetric PSD matrix (negative round-off clipped)."""
     lam, vec = np.linalg.eigh((sigma + sigma.T) * 0.5)
@@ -161,17 +149,69 @@ def _psd_factor(sigma: np.ndarray) -> np.ndarray:
     return vec[:, keep] * np.sqrt(lam[keep])
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, factor1=None, factor2=None) -> tuple[float, str | None]:
+def activation_factor(act: np.ndarray) -> np.ndarray | None:
+    """``B`` with ``B @ B.T == np.cov(act, rowvar=False)`` straight from ``[N, 2048]`` features
+    (``B = (act - mean).T / sqrt(N - 1)``, 2048 x N), or None when ``N > 2048`` (then the
+    eigendecomposition of the covariance is not more expensive than this)."""
+    n = act.shape[0]
+    if n < FID_MIN_IMAGES or n > FID_DIMS:
+        return None
+    xc = act - np.mean(act, axis=0)
+    return np.ascontiguousarray(xc.T / np.sqrt(n - 1.0))
+
+
+def _sigma_key(sigma: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(sigma, dtype=np.float64).tobytes()).hexdigest()[:40]
+
+
+def factor_cache_path(sigma: np.ndarray) -> Path:
+    return stats_cache_dir() / f"factor-{_sigma_key(sigma)}.npy"
+
+
+def store_factor(sigma: np.ndarray, factor: np.ndarray) -> None:
+    """Cache ``factor`` (``B B^T == sigma``) under the sha256 of ``sigma``'s bytes."""
+    path = factor_cache_path(sigma)
+    with atomic_path(path, suffix=".npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(factor, dtype=np.float64), allow_pickle=False)
+    _apply_size_limit(path)
+
+
+def reference_factor(sigma: np.ndarray) -> np.ndarray:
+    """The PSD factor of a reference covariance, computed once per covariance and cached on disk
+    (``$UGPNET_CACHE/fid_stats/factor-<sha256 of sigma>.npy``): the eigendecomposition of a
+    2048x2048 matrix takes 5-15 s on a 2-core CPU, and the reference (the test set) is the same
+    for every method scored against it."""
+    sigma = np.ascontiguousarray(sigma, dtype=np.float64)
+    path = factor_cache_path(sigma)
+    if path.is_file():
+        try:
+            b = np.load(path, allow_pickle=False)
+            if b.ndim == 2 and b.shape[0] == sigma.shape[0]:
+                _touch(path)
+                return b
+        except (ValueError, OSError):
+            pass  # damaged entry: recompute and overwrite
+    b = _psd_factor(sigma)
+    try:
+        store_factor(sigma, b)
+    except OSError:
+        pass  # read-only cache: still correct, just not faster next time
+    return b
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, factor1=None, factor2=None
+                     ) -> tuple[float, str | None]:
     """pytorch-fid's Fréchet distance ``|mu1-mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2)``.
 
     Why not call ``pytorch_fid.fid_score.calculate_frechet_distance`` directly: its
     ``scipy.linalg.sqrtm`` of the 2048x2048 product takes 13-44 s per call on a 2-core CPU (scipy
     1.17), which dominated the whole offline run. ``tr sqrt(S1 S2)`` is evaluated exactly instead:
-    with ``S = B B^T`` (eigendecomposition), the eigenvalues of ``S1 S2`` are the squared singular
-    values of ``B1^T B2``, so ``tr sqrt(S1 S2) = ||B1^T B2||_*``. Tests check equality with
-    ``calculate_frechet_distance`` (the same formula); returns ``(fid, note)``.
-    ``factor1``/``factor2``: optional ``B`` with ``B B^T = sigma`` (:func:`activation_factor`),
-    used instead of the eigendecomposition.
+    with ``S = B B^T``, the eigenvalues of ``S1 S2`` are the squared singular values of
+    ``B1^T B2``, so ``tr sqrt(S1 S2) = ||B1^T B2||_*`` for any such factors. ``factor1``/``factor2``
+    are optional precomputed ``B`` (:func:`activation_factor` of the features, or
+    :func:`reference_factor`); otherwise ``B`` comes from an eigendecomposition. Tests check
+    equality with ``calculate_frechet_distance`` (the same formula); returns ``(fid, note)``.
     """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
@@ -184,9 +224,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, factor1=None, factor2=None) -> tu
     diff = mu1 - mu2
     b1 = _psd_factor(s1) if factor1 is None else np.asarray(factor1, dtype=np.float64)
     b2 = _psd_factor(s2) if factor2 is None else np.asarray(factor2, dtype=np.float64)
-    for b, s in ((b1, s1), (b2, s2)):
-        if b.ndim != 2 or b.shape[0] != s.shape[0]:
-            raise DataError(f"FID covariance factor of shape {b.shape} does not fit sigma {s.shape}")
     tr_covmean = float(np.linalg.svd(b1.T @ b2, compute_uv=False).sum()) if b1.size and b2.size \
         else 0.0
     value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
@@ -224,33 +261,28 @@ def folder_stats_key(files: Sequence[os.PathLike]) -> str:
 
 
 def stats_cache_path(key: str) -> Path:
-    return cache_dir() / "fid_stats" / f"{key}.npz"
+    return stats_cache_dir() / f"{key}.npz"
 
 
-def _save_stats(path: Path, mu, sigma, n: int, factor=None) -> None:
-    extra = {} if factor is None else {"factor": factor}
+def _save_stats(path: Path, mu, sigma, n: int) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, mu=mu, sigma=sigma, n=np.int64(n), tag=np.array(FID_STATS_TAG), **extra)
+            np.savez(f, mu=mu, sigma=sigma, n=np.int64(n), tag=np.array(FID_STATS_TAG))
+    _apply_size_limit(path)
 
 
-def cached_folder_stats(files: Sequence[os.PathLike], with_factor: bool = False):
-    """``(mu, sigma, n, cache_path)`` if cached for exactly these files, else ``(None, None, 0, path)``;
-    ``with_factor``: ``(mu, sigma, n, cache_path, factor)`` with the cached covariance factor
-    (:func:`activation_factor`; ``None`` when not stored)."""
+def cached_folder_stats(files: Sequence[os.PathLike]):
+    """``(mu, sigma, n, cache_path)`` if cached for exactly these files, else ``(None, None, 0, path)``."""
     path = stats_cache_path(folder_stats_key(files))
-    out = (None, None, 0, path)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
                 if str(f["tag"]) == FID_STATS_TAG:
-                    factor = f["factor"].astype(np.float64) if "factor" in f.files else None
-                    out = (f["mu"].astype(np.float64), f["sigma"].astype(np.float64), int(f["n"]),
-                           path)
-                    return (*out, factor) if with_factor else out
+                    _touch(path)
+                    return f["mu"].astype(np.float64), f["sigma"].astype(np.float64), int(f["n"]), path
         except (KeyError, ValueError, OSError):
             pass  # damaged cache entry: recompute and overwrite
-    return (*out, None) if with_factor else out
+    return None, None, 0, path
 
 
 def folder_statistics(folder: str | os.PathLike, device: str = "cpu", batch_size: int = 50,
@@ -266,9 +298,8 @@ def folder_statistics(folder: str | os.PathLike, device: str = "cpu", batch_size
     for p in tqdm(files, desc=f"FID stats {Path(folder).name}", unit="img",
                   disable=None if progress else True):
         col.add(read_image(p))
-    act = col.activations()
-    mu, sigma = activation_statistics(act)
-    _save_stats(path, mu, sigma, len(files), activation_factor(act))
+    mu, sigma = activation_statistics(col.activations())
+    _save_stats(path, mu, sigma, len(files))
     return mu, sigma, {"stats_cache": str(path), "num_images": len(files), "cache_hit": False}
 
 
@@ -294,15 +325,19 @@ def fid_from_arrays(images: Iterable[np.ndarray], ref, device: str = "cpu", batc
     col = ActivationCollector(_shared_model(device), device, batch_size)
     for img in images:
         col.add(img)
-    mu1, s1 = activation_statistics(col.activations())
+    acts = col.activations()
+    mu1, s1 = activation_statistics(acts)
     if isinstance(ref, (list, tuple)) and ref and isinstance(ref[0], np.ndarray) and ref[0].ndim == 3:
         rc = ActivationCollector(_shared_model(device), device, batch_size)
         for img in ref:
             rc.add(img)
-        mu2, s2 = activation_statistics(rc.activations())
+        ref_acts = rc.activations()
+        mu2, s2 = activation_statistics(ref_acts)
+        f2 = activation_factor(ref_acts)
     else:
         mu2, s2, _ = resolve_reference(ref, device, batch_size, progress)
-    return frechet_distance(mu1, s1, mu2, s2)[0]
+        f2 = reference_factor(s2)
+    return frechet_distance(mu1, s1, mu2, s2, activation_factor(acts), f2)[0]
 
 
 def fid_from_dirs(pred_dir: str | os.PathLike, ref, device: str = "cpu", batch_size: int = 50,
@@ -318,5 +353,87 @@ def fid_from_dirs(pred_dir: str | os.PathLike, ref, device: str = "cpu", batch_s
     col = ActivationCollector(_shared_model(device), device, batch_size)
     for p in tqdm(files, desc="FID", unit="img", disable=None if progress else True):
         col.add(read_image(p))
-    mu1, s1 = activation_statistics(col.activations())
-    return frechet_distance(mu1, s1, mu2, s2)[0]
+    acts = col.activations()
+    mu1, s1 = activation_statistics(acts)
+    return frechet_distance(mu1, s1, mu2, s2, activation_factor(acts), reference_factor(s2))[0]
+
+
+# ------------------------------------------------------------------------- the statistics cache
+CACHE_MAX_ENV = "UGPNET_FID_CACHE_MAX_MB"
+
+
+def stats_cache_dir() -> Path:
+    """``$UGPNET_CACHE/fid_stats``: reference statistics (``<key>.npz``, ~33 MB each: a 2048x2048
+    float64 covariance) and covariance factors (``factor-<sha>.npy``). Everything in it can be
+    recomputed from the images; nothing else under ``$UGPNET_CACHE`` (e.g. ``weights/``) is
+    ever pruned."""
+    return cache_dir() / "fid_stats"
+
+
+def cache_entries() -> list[dict]:
+    """``[{"path", "bytes", "mtime"}]`` of the statistics cache, least recently used first (a
+    cache hit refreshes an entry's mtime)."""
+    root = stats_cache_dir()
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        if p.is_file() and p.suffix in (".npz", ".npy"):
+            st = p.stat()
+            out.append({"path": p, "bytes": st.st_size, "mtime": st.st_mtime})
+    return sorted(out, key=lambda e: (e["mtime"], e["path"].name))
+
+
+def prune_cache(*, older_than_s: float | None = None, max_bytes: int | None = None,
+                everything: bool = False, keep: Iterable[Path] = (), now: float | None = None
+                ) -> list[dict]:
+    """Delete statistics-cache entries → the removed ones. ``everything``; or entries not used
+    for ``older_than_s`` seconds; then the least recently used until the rest fits ``max_bytes``.
+    Paths in ``keep`` are never removed. Hidden temp files of interrupted writes are removed too."""
+    import time
+
+    now = time.time() if now is None else now
+    keep = {Path(k).resolve() for k in keep}
+    entries = [e for e in cache_entries() if e["path"].resolve() not in keep]
+    removed = []
+    if everything:
+        removed = entries
+    else:
+        if older_than_s is not None:
+            removed = [e for e in entries if now - e["mtime"] > older_than_s]
+        if max_bytes is not None:
+            left = [e for e in entries if e not in removed]
+            total = sum(e["bytes"] for e in cache_entries())
+            total -= sum(e["bytes"] for e in removed)
+            for e in left:  # least recently used first
+                if total <= max_bytes:
+                    break
+                removed.append(e)
+                total -= e["bytes"]
+    for e in removed:
+        e["path"].unlink(missing_ok=True)
+    root = stats_cache_dir()
+    if root.is_dir():
+        for p in root.glob(".*"):  # atomic_path temp files of killed writes
+            if p.is_file() and now - p.stat().st_mtime > 3600:
+                p.unlink(missing_ok=True)
+    return removed
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # read-only cache: fine
+
+
+def _apply_size_limit(just_written: Path) -> None:
+    """Prune to ``$UGPNET_FID_CACHE_MAX_MB`` (if set) after a write, keeping the new entry."""
+    raw = os.environ.get(CACHE_MAX_ENV, "").strip()
+    if not raw:
+        return
+    try:
+        limit = float(raw)
+    except ValueError:
+        raise ConfigError(f"{CACHE_MAX_ENV}={raw!r} is not a number of megabytes.") from None
+    prune_cache(max_bytes=int(limit * 1e6), keep=[just_written])
