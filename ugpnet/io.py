@@ -83,8 +83,13 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     respect_umask(tmp_path)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, path)
+        except OSError as e:
+            if e.filename is None:  # a plain write() (full disk): say which file it was
+                e.filename = str(path)
+            raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -341,3 +346,36 @@ def to_uint8(t) -> np.ndarray:
         t = t[0]
     arr = t.detach().clamp(0, 1).mul(255.0).round().to("cpu").permute(1, 2, 0).numpy()
     return arr.astype(np.uint8)
+
+
+def inspect_conversions(path: str | os.PathLike) -> tuple[tuple[int, int], list[str]]:
+    """((width, height), conversions read_image will apply) from the file header only."""
+    path = Path(path)
+
+    try:
+        with open_image(path) as im:
+            mode, size = im.mode, im.size
+            info = dict(im.info)
+            args = im.tile[0][3] if im.tile and len(im.tile[0]) > 3 else ""
+            if isinstance(args, tuple):
+                args = args[0] if args else ""
+            rawmode = args if isinstance(args, str) else ""
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"image '{path}' cannot be read ({e}). The file is corrupt or truncated: "
+                        f"re-download or re-export it, or remove it from the folder.") from None
+    notes: list[str] = []
+    if mode in ("L", "1"):
+        notes.append("grayscale replicated to RGB")
+    elif mode.startswith("I"):
+        notes.append("16-bit grayscale converted to 8-bit and replicated to RGB")
+    elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in info):
+        notes.append("fully opaque alpha channel dropped")
+        if mode == "LA":
+            notes.append("grayscale replicated to RGB")
+    elif mode == "P":
+        notes.append("palette converted to RGB")
+    elif mode == "RGB" and ";16" in rawmode:
+        notes.append("16-bit per channel converted to 8-bit")
+    elif mode not in ("RGB",):
+        notes.append(f"mode {mode} converted to RGB")
+    return size, notes

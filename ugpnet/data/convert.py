@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
+from ..io import inspect_conversions  # noqa: F401 - re-exported (it lives with the reader)
 
 RESAMPLE = "PIL Lanczos (a=3, antialiased), 8-bit"
 GEOMETRY = ("centre crop to a square of the short side (offset (long-short)//2), then resize to "
@@ -34,40 +35,6 @@ def progress_bar(it, total=None, desc="", progress=True):
 
     return tqdm(it, total=total, desc=desc, disable=None if progress else True, leave=False,
                 file=sys.stderr)
-
-
-def inspect_conversions(path: str | os.PathLike) -> tuple[tuple[int, int], list[str]]:
-    """((width, height), conversions read_image will apply) from the file header only."""
-    path = Path(path)
-    from ..io import open_image
-
-    try:
-        with open_image(path) as im:
-            mode, size = im.mode, im.size
-            info = dict(im.info)
-            args = im.tile[0][3] if im.tile and len(im.tile[0]) > 3 else ""
-            if isinstance(args, tuple):
-                args = args[0] if args else ""
-            rawmode = args if isinstance(args, str) else ""
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"image '{path}' cannot be read ({e}). The file is corrupt or truncated: "
-                        f"re-download or re-export it, or remove it from the folder.") from None
-    notes: list[str] = []
-    if mode in ("L", "1"):
-        notes.append("grayscale replicated to RGB")
-    elif mode.startswith("I"):
-        notes.append("16-bit grayscale converted to 8-bit and replicated to RGB")
-    elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in info):
-        notes.append("fully opaque alpha channel dropped")
-        if mode == "LA":
-            notes.append("grayscale replicated to RGB")
-    elif mode == "P":
-        notes.append("palette converted to RGB")
-    elif mode == "RGB" and ";16" in rawmode:
-        notes.append("16-bit per channel converted to 8-bit")
-    elif mode not in ("RGB",):
-        notes.append(f"mode {mode} converted to RGB")
-    return size, notes
 
 
 def square_resize(img: np.ndarray, resolution: int, *, upscale: bool = False,

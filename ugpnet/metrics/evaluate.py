@@ -325,7 +325,7 @@ EXT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".
 def file_notes(path: Path) -> tuple[list[str], str | None]:
     """(conversions :func:`~ugpnet.io.read_image` applies, ``"JPEG data"`` etc. when the content's
     format (Pillow's) differs from the extension, else None), from the header only."""
-    from ..data.convert import inspect_conversions
+    from ..io import inspect_conversions
     from ..io import open_image
 
     _, notes = inspect_conversions(path)
