@@ -8,6 +8,11 @@ checkpoints match; parameter names differ where noted in :mod:`ugpnet.models.key
 - :class:`ToImage`: ``Conv3x3 (C -> 3) + LeakyReLU(0.2)`` (the official to-image layer ends with
   the LeakyReLU, so its output is not clamped to [0,1]). Key ``conv.*``.
 - :class:`ResBlock`: SRNTT residual block ``ReLU(x + Conv(ReLU(Conv(x))))``. Keys ``conv1``/``conv2``.
+
+Activations and residual sums are applied in place on the freshly allocated conv outputs (the
+convs' backward does not need their outputs, so this is autograd-safe and saves a full-size
+tensor and its page faults per layer); the memory format of the input (channels-last is the
+fast path on CPU) is kept.
 """
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ class ConvBlock(nn.Module):
             x = conv(x)
             if self.bn is not None:
                 x = self.bn[i](x)
-            x = F.leaky_relu(x, LEAKY_SLOPE)
+            x = F.leaky_relu_(x, LEAKY_SLOPE)  # x is the fresh conv/BN output
         if self.downscale > 1:
             x = F.avg_pool2d(x, self.downscale, self.downscale)
         return x
@@ -68,7 +73,7 @@ class ToImage(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.conv(x), LEAKY_SLOPE)
+        return F.leaky_relu_(self.conv(x), LEAKY_SLOPE)
 
 
 class ResBlock(nn.Module):
@@ -80,7 +85,8 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.conv2(F.relu(self.conv1(x))))
+        # same sum as x + conv2(...) (addition commutes exactly); in place on conv2's output
+        return self.conv2(F.relu_(self.conv1(x))).add_(x).relu_()
 
 
 def count_parameters(module: nn.Module) -> int:

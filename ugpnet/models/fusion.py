@@ -41,4 +41,6 @@ class FusionModule(nn.Module):
             raise ValueError(f"f_syn {tuple(f_syn.shape)} and f_reg {tuple(f_reg.shape)} must "
                              f"share batch and spatial size (restoration output resolution must "
                              f"equal the StyleGAN2 size)")
-        return self.out_conv(self.body(self.in_conv(f_syn) + f_reg))
+        # in place on in_conv's fresh output; channels-last f_syn (the generator's) keeps the
+        # whole module channels-last
+        return self.out_conv(self.body(self.in_conv(f_syn).add_(f_reg)))

@@ -94,7 +94,10 @@ class RestorationModule(nn.Module):
                 f"backbone '{backbone_label(self.backbone)}' returns features of shape "
                 f"{tuple(feat.shape)} but structure_encoder gives {tuple(se.shape)}; set "
                 f"feature_channels correctly (R'(x) + R_se(x) needs identical shapes)")
-        return self.merging_net(feat + se)
+        x_reg, f_reg = self.merging_net(feat + se)
+        # the 3-channel image in the default layout for every consumer (losses, augmentation);
+        # f_reg keeps the input's memory format (channels-last inside UGPNet)
+        return x_reg.contiguous(), f_reg
 
 
 def check_shapes(module: nn.Module, size: Optional[Sequence[int] | int] = None,

@@ -13,21 +13,28 @@ from torch import nn
 
 
 class UGPNet(nn.Module):
-    def __init__(self, restoration: nn.Module, synthesis: nn.Module, fusion: nn.Module):
+    def __init__(self, restoration: nn.Module, synthesis: nn.Module, fusion: nn.Module,
+                 channels_last: bool = True):
         super().__init__()
+        self.channels_last = channels_last
         self.restoration = restoration
         self.synthesis = synthesis
         self.fusion = fusion
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x [N,3,h,w] in [0,1] → {'x_hat', 'x_reg', 'x_syn'} each [N,3,H,W] in [0,1]."""
+        """x [N,3,h,w] in [0,1] → {'x_hat', 'x_reg', 'x_syn'} each [N,3,H,W] in [0,1].
+
+        Runs channels-last inside when ``channels_last`` (the input is converted once here; every
+        submodule keeps the format; the outputs are returned contiguous)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x_reg, f_reg = self.restoration(x)
         x_syn, f_syn = self.synthesis(x_reg)
         assert f_syn.shape[-2:] == f_reg.shape[-2:], (
             f"f_syn {tuple(f_syn.shape)} and f_reg {tuple(f_reg.shape)} must share their spatial "
             f"size: the restoration output resolution must equal the StyleGAN2 size")
         x_hat = self.fusion(f_syn, f_reg)
-        return {"x_hat": x_hat, "x_reg": x_reg, "x_syn": x_syn}
+        return {"x_hat": x_hat.contiguous(), "x_reg": x_reg.contiguous(), "x_syn": x_syn}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_all(x)["x_hat"]

@@ -13,6 +13,11 @@ the border, exactly as NAFNetLocal (``fast_imp=False``). Inputs no larger than t
 to the global pool, so training on ``H_t x W_t`` crops is unchanged. UGPNet's official deblur
 restoration module uses NAFNetLocal with ``train_size=(1, 3, 256, 256)``; set
 ``tlc_train_size: [256, 256]`` for that config. TLC changes outputs, not parameters.
+
+``channels_last=True`` (default) runs the network in channels-last memory format (the input is
+converted once; the 1x1/depthwise convs and the per-pixel layer norm are much faster so on CPU).
+Same math; outputs are channels-last tensors (use ``.reshape``/``.contiguous()``, not ``.view``).
+Without grad the residual products/sums are done in place.
 """
 from __future__ import annotations
 
@@ -35,6 +40,11 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # channels-last: the channels of a pixel are contiguous, so this is a plain layer
+            # norm over the last dim of the NHWC view (same math, one fused kernel)
+            y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+            return y.permute(0, 3, 1, 2)
         mu = x.mean(1, keepdim=True)
         var = (x - mu).pow(2).mean(1, keepdim=True)
         y = (x - mu) / (var + self.eps).sqrt()
@@ -93,6 +103,12 @@ class NAFBlock(nn.Module):
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         x = self.gate(self.conv2(self.conv1(self.norm1(inp))))
+        if not torch.is_grad_enabled():
+            # same sums and products in place on fresh tensors (no autograd to keep inputs for)
+            x = self.conv3(x.mul_(self.sca(x)))
+            y = x.mul_(self.beta).add_(inp)
+            x = self.conv5(self.gate(self.conv4(self.norm2(y))))
+            return x.mul_(self.gamma).add_(y)
         x = self.conv3(x * self.sca(x))
         y = inp + x * self.beta
         x = self.conv5(self.gate(self.conv4(self.norm2(y))))
@@ -105,8 +121,10 @@ class NAFNet(Backbone):
     def __init__(self, width: int = 32, middle_blk_num: int = 1,
                  enc_blk_nums: Sequence[int] = (1, 1, 1, 28),
                  dec_blk_nums: Sequence[int] = (1, 1, 1, 1), img_channel: int = 3,
-                 tlc_train_size: Optional[Sequence[int]] = None, tlc_base_ratio: float = 1.5):
+                 tlc_train_size: Optional[Sequence[int]] = None, tlc_base_ratio: float = 1.5,
+                 channels_last: bool = True):
         super().__init__()
+        self.channels_last = channels_last
         if len(enc_blk_nums) != len(dec_blk_nums):
             raise ValueError(f"NAFNet needs as many decoder as encoder levels, got enc "
                              f"{list(enc_blk_nums)} and dec {list(dec_blk_nums)}")
@@ -145,6 +163,8 @@ class NAFNet(Backbone):
     def forward_impl(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         h, w = x.shape[-2:]
         inp = pad_to_multiple(x, self.size_multiple)
+        if self.channels_last:
+            inp = inp.contiguous(memory_format=torch.channels_last)  # once, at the input
         f = self.intro(inp)
         skips = []
         for enc, down in zip(self.encoders, self.downs):
@@ -155,4 +175,4 @@ class NAFNet(Backbone):
         for dec, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             f = dec(up(f) + skip)
         image = self.ending(f) + inp
-        return image[..., :h, :w], f[..., :h, :w]
+        return image[..., :h, :w].contiguous(), f[..., :h, :w]
