@@ -1,5 +1,7 @@
 """End-to-end: the real Snakemake DAG on the `tiny` profile (bundled photographs, 32 px)."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
-from workspace import copy_workflow, failure, plan_for, snakemake
+from workspace import REPO, copy_workflow, env_with, failure, plan_for, snakemake
 
 
 def test_snakemake_lint_is_clean(tmp_path):
@@ -142,3 +144,21 @@ def test_second_run_has_nothing_to_do(tiny_run):
     r = snakemake(["--cores", "2", "results/table1.csv", "--config", "profile=tiny", "-n"], tiny_run)
     assert r.returncode == 0
     assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-2000:]
+
+
+def test_timing_table_sums_one_benchmark_file_per_job(tiny_run, plan, tmp_path):
+    out = tmp_path / "timing.csv"
+    r = subprocess.run([sys.executable, "-m", "ugpnet", "--profile", "tiny", "table", "--which",
+                        "timing", "--out", str(out)], cwd=tiny_run, capture_output=True,
+                       text=True, env=env_with(REPO))
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(out)
+    files = sorted((Path(plan.logs) / "benchmarks").glob("*/*.tsv"))
+    assert len(df) == len(files)
+    counts = df.groupby("rule").size().to_dict()
+    # one train job per stage run, one evaluate job per Table 1 cell
+    assert counts["train"] == sum(len(s) for s in STAGES.values())
+    assert counts["evaluate"] == len(list(plan.table_cells()))
+    assert {"prepare", "degrade", "restore", "table1", "pretrain_prior"} <= set(counts)
+    total = sum(float(pd.read_csv(f, sep="\t").iloc[-1]["s"]) for f in files)
+    assert df["seconds"].sum() == pytest.approx(total, abs=0.1 * len(files))

@@ -84,9 +84,8 @@ def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: 
             raise DataError(f"'{path}' ({tuple(x.shape[-2:])} px) does not fit method '{method}' "
                             f"for task '{task}': {e}. Use images of the training resolution "
                             f"({cfg['data']['resolution']} px output).") from None
+        named = {k: v for k, v in named.items() if k == primary or intermediate}
         for name, img in named.items():  # check every output before writing any of them
-            if name != primary and not intermediate:
-                continue
             bad = int((~torch.isfinite(img)).sum())
             if bad:
                 raise CheckpointError(
@@ -96,8 +95,6 @@ def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: 
                     f"training log, retrain or pick an earlier checkpoint. Images restored before "
                     f"this one are kept; the folder has no manifest.json until a run completes.")
         for name, img in named.items():
-            if name != primary and not intermediate:
-                continue
             target = out / f"{path.stem}.png" if name == primary else out / name / f"{path.stem}.png"
             write_png(target, to_uint8(img))
         outputs[f"{path.stem}.png"] = sha256_file(out / f"{path.stem}.png")

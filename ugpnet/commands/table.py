@@ -112,18 +112,15 @@ def _timing(plan, args) -> int:
     from ..errors import DataError
     from ..io import atomic_path
 
-    folder = Path(plan.logs) / "benchmarks"
-    files = sorted(folder.glob("*.tsv"))
+    folder = Path(plan.logs) / "benchmarks"  # <rule>/<job>.tsv, one per job (workflow/rules)
+    files = sorted(folder.glob("*/*.tsv"))
     if not files:
         raise DataError(f"no benchmark files in {folder}: run the workflow first")
     rows = []
     for f in files:
         rec = pd.read_csv(f, sep="\t").iloc[-1]
-        job = f.stem
-        rule = next((r for r in ("pretrain_prior", "active_table1", "evaluate_val", "val_outputs",
-                                 "evaluate", "restore", "degrade", "kernels", "prepare", "train",
-                                 "table1") if job.startswith(r)), job)
-        rows.append({"job": job, "rule": rule, "seconds": float(rec["s"]),
+        rows.append({"job": f"{f.parent.name}/{f.stem}", "rule": f.parent.name,
+                     "seconds": float(rec["s"]),
                      "max_rss_mb": float(rec.get("max_rss", float("nan")))})
     df = pd.DataFrame(rows).sort_values("seconds", ascending=False)
     with atomic_path(args.out, suffix=".csv") as tmp:

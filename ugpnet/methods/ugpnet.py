@@ -151,10 +151,7 @@ class UGPNetKind(MethodKind):
             options["prior"] = {"g": str(prior), "d": str(prior_d or prior),
                                 "format": load_prior(prior, synthesis.generator, D, prior_d)}
             options["d_input_range"] = list(st.get("d_input_range", (-1, 1)))
-            aug = st.get("augment")
-            augment = None if not aug else CycleAugment(
-                aug["cycle"], aug["scale"], aug["translate_px_at_512"], aug["rotate_deg"],
-                resolution=cfg["data"]["resolution"], seed=cfg["data"]["seed"])
+            augment = _augment(st, cfg)
             s = SynthesisStage(restoration.to(ctx.device), synthesis.to(ctx.device),
                                D.to(ctx.device), st, train, ctx.device, augment=augment)
             return run_stage(s, run=new_run(ctx, options), **common)
@@ -188,14 +185,10 @@ class UGPNetKind(MethodKind):
             return SupervisedStage(r, lambda x: r(x)[0], r.parameters(), loss, train,
                                    device), batch, None
         if stage == "synthesis":
-            aug = st.get("augment")
-            augment = None if not aug else CycleAugment(
-                aug["cycle"], aug["scale"], aug["translate_px_at_512"], aug["rotate_deg"],
-                resolution=cfg["data"]["resolution"])
             D = build_discriminator(cfg["stylegan2"]).to(device)
             model.synthesis.train()
             return SynthesisStage(model.restoration, model.synthesis, D, st, train, device,
-                                  augment=augment), batch, None
+                                  augment=_augment(st, cfg)), batch, None
         note = None
         try:
             s = FusionStage(model, st, train, device)
@@ -254,6 +247,15 @@ class UGPNetKind(MethodKind):
         from ..models.ugpnet import parameter_breakdown
 
         return parameter_breakdown(model)
+
+
+def _augment(stage_cfg, cfg) -> CycleAugment | None:
+    """The synthesis stage's augmentation (official cycle), None when the stage has none."""
+    aug = stage_cfg.get("augment")
+    if not aug:
+        return None
+    return CycleAugment(aug["cycle"], aug["scale"], aug["translate_px_at_512"], aug["rotate_deg"],
+                        resolution=cfg["data"]["resolution"], seed=cfg["data"]["seed"])
 
 
 def _restoration_loss(stage_cfg, backbone: str) -> dict:

@@ -9,7 +9,7 @@ rule prepare:
     log:
         f"{LOGS}/prepare.log",
     benchmark:
-        f"{BENCH}/prepare.tsv",
+        f"{BENCH}/prepare/prepare.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet prepare --out {params.out} > {log} 2>&1"
 
@@ -26,7 +26,7 @@ rule kernels:
     log:
         f"{LOGS}/kernels_{{bank}}.log",
     benchmark:
-        f"{BENCH}/kernels_{{bank}}.tsv",
+        f"{BENCH}/kernels/{{bank}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet kernels"
         " --out {output.bank} --n {params.kernels[deblur][n_kernels]}"
@@ -51,7 +51,7 @@ rule degrade:
     log:
         f"{LOGS}/degrade_{{task}}-{{did}}_{{split}}.log",
     benchmark:
-        f"{BENCH}/degrade_{{task}}-{{did}}_{{split}}.tsv",
+        f"{BENCH}/degrade/{{task}}-{{did}}_{{split}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet degrade"
         " --task {wildcards.task} --seed {params.seed} --in {params.gt}"

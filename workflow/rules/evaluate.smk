@@ -15,7 +15,7 @@ rule restore:
     log:
         f"{LOGS}/restore_{{method}}_{{task}}_{{split}}.log",
     benchmark:
-        f"{BENCH}/restore_{{method}}_{{task}}_{{split}}.tsv",
+        f"{BENCH}/restore/{{method}}_{{task}}_{{split}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet restore --method {wildcards.method} --task {wildcards.task}"
         " {params.checkpoint} --in {params.lq} --out {params.out} --intermediate"
@@ -39,7 +39,7 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate_{{method}}_{{task}}.log",
     benchmark:
-        f"{BENCH}/evaluate_{{method}}_{{task}}.tsv",
+        f"{BENCH}/evaluate/{{method}}_{{task}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet evaluate"
         " --pred {params.pred} --gt {params.gt} --metrics {params.names}"
@@ -65,7 +65,7 @@ rule evaluate_val_output:
     log:
         f"{LOGS}/evaluate_val_{{method}}_{{task}}_{{output}}.log",
     benchmark:
-        f"{BENCH}/evaluate_val_{{method}}_{{task}}_{{output}}.tsv",
+        f"{BENCH}/evaluate_val_output/{{method}}_{{task}}_{{output}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet evaluate"
         " --pred {params.pred} --gt {params.gt} --metrics {params.names}"
@@ -85,7 +85,7 @@ rule val_outputs:
     log:
         f"{LOGS}/val_outputs.log",
     benchmark:
-        f"{BENCH}/val_outputs.tsv",
+        f"{BENCH}/val_outputs/val_outputs.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet table --which outputs --out {output.csv} > {log} 2>&1"
 
@@ -105,7 +105,7 @@ rule table1:
     log:
         f"{LOGS}/table1.log",
     benchmark:
-        f"{BENCH}/table1.tsv",
+        f"{BENCH}/table1/table1.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet table --which table1 --out {output.csv} > {log} 2>&1"
 
@@ -129,7 +129,7 @@ rule active_table1:
     log:
         f"{LOGS}/active_table1.log",
     benchmark:
-        f"{BENCH}/active_table1.tsv",
+        f"{BENCH}/active_table1/active_table1.tsv",
     shell:
         "(cp {input.csv} {output.csv} && cp {input.meta} {output.meta}"
         " && cp {input.plot} {output.plot}) > {log} 2>&1"

@@ -13,7 +13,7 @@ rule pretrain_prior:
     log:
         f"{LOGS}/pretrain_prior.log",
     benchmark:
-        f"{BENCH}/pretrain_prior.tsv",
+        f"{BENCH}/pretrain_prior/pretrain_prior.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet pretrain-prior"
         " --out {params.out} --threads {threads} --no-progress"
@@ -35,7 +35,7 @@ rule train:
     log:
         f"{LOGS}/train_{{method}}_{{task}}_{{stage}}.log",
     benchmark:
-        f"{BENCH}/train_{{method}}_{{task}}_{{stage}}.tsv",
+        f"{BENCH}/train/{{method}}_{{task}}_{{stage}}.tsv",
     shell:
         "\"$UGPNET_PYTHON\" -m ugpnet train --method {wildcards.method} --task {wildcards.task}"
         " --stage {wildcards.stage} --threads {threads} --no-progress > {log} 2>&1"
