@@ -412,3 +412,69 @@ def test_contextual_patch_size_and_max_patches(cx_loss):
     assert len(seen) == 5  # distinct cells, not one repeated
     with pytest.raises(ConfigError):
         ContextualLoss(aggregate="max")
+
+
+# ------------------------------------------------------- LPIPS and contextual sharing one trunk
+def _fusion_loss(patch, resize_px=None, lpips_net="vgg"):
+    from ugpnet.training import weighted_loss
+
+    return weighted_loss({"l1": 1.0, "lpips": 10.0, "contextual": 0.05}, "cpu", {
+        "lpips": {"net": lpips_net, "resize_px": resize_px},
+        "contextual": {"patch_size": patch, "features": "vgg16_relu3_3"}})
+
+
+def _separately(fn, pred, target, x_syn):
+    """The same weighted sum with every term computed on its own (no shared features)."""
+    total = 0.0
+    for name, weight, loss in fn.terms:
+        total = total + weight * loss(pred, x_syn if name == "contextual" else target)
+    return total
+
+
+def test_lpips_keeps_the_trunk_feature_it_computed(lpips_loss):
+    a, b = _rand(2, 3, 32, 32, seed=30), _rand(2, 3, 32, 32, seed=31)
+    value, feat = lpips_loss(a, b, keep_pred_layer="relu3_3")
+    assert value.item() == pytest.approx(lpips_loss(a, b).item(), rel=1e-7)
+    # the LPIPS scaling layer on 2x-1 is the ImageNet normalisation on x: same VGG16 relu3_3
+    ref = vggmod.build_vgg_features("relu3_3", backbone="vgg16")(a)
+    assert feat.shape == ref.shape == (2, 256, 8, 8)
+    assert torch.allclose(feat, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    with pytest.raises(ValueError):
+        lpips_loss(a, b, keep_pred_layer="relu3_4")
+
+
+def test_fusion_loss_shares_the_vgg_trunk_with_the_same_value_and_gradient():
+    fn = _fusion_loss(patch=32)
+    assert fn.shared_trunk == "relu3_3"
+    target, x_syn = _rand(2, 3, 32, 32, seed=32), _rand(2, 3, 32, 32, seed=33)
+    p1 = _rand(2, 3, 32, 32, seed=34, requires_grad=True)
+    p2 = p1.detach().clone().requires_grad_(True)
+    total, parts = fn(p1, target, contextual=x_syn)
+    ref = _separately(fn, p2, target, x_syn)
+    assert total.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert parts["contextual"] > 0 and parts["lpips"] > 0
+    total.backward()
+    ref.backward()
+    err = (p1.grad - p2.grad).abs().max() / p2.grad.abs().max()
+    assert err < 1e-4, err
+
+
+def test_fusion_loss_shares_nothing_where_features_would_differ():
+    target, x_syn, pred = (_rand(1, 3, 32, 32, seed=s) for s in (35, 36, 37))
+    # patches smaller than the image: a patch's features are not the image's (borders)
+    fn = _fusion_loss(patch=16)
+    assert fn.shared_trunk == "relu3_3"  # same weights, but per call the grid has 4 patches
+    assert fn(pred, target, contextual=x_syn)[0].item() == pytest.approx(
+        _separately(fn, pred, target, x_syn).item(), rel=1e-6)
+    assert _fusion_loss(patch=32, resize_px=64).shared_trunk is None  # LPIPS resizes first
+    assert _fusion_loss(patch=32, lpips_net="alex").shared_trunk is None  # another trunk
+    from ugpnet.losses.contextual import shares_trunk
+
+    lp, cx = _fusion_loss(patch=32).terms[1][2], ContextualLoss(patch_size=32,
+                                                                 features="vgg16_relu3_3")
+    with torch.no_grad():
+        cx.vgg.features[0].weight.add_(1e-3)  # other weights: never shared
+    assert shares_trunk(lp, cx) is None
+    with pytest.raises(ValueError):  # features of a whole image for a grid of several patches
+        ContextualLoss(patch_size=16, features="vgg16_relu3_3")(
+            pred, x_syn, pred_features=torch.zeros(1, 256, 8, 8))

@@ -136,10 +136,52 @@ class ContextualLoss(nn.Module):
             xp, yp = xp.index_select(0, keep), yp.index_select(0, keep)
         return xp, yp
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def single_patch(self, pred: torch.Tensor) -> bool:
+        """True when the patch grid of ``pred`` is one patch per image: the image itself."""
+        h, w = pred.shape[-2:]
+        return h == w and (self.patch_size is None or self.patch_size >= h)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                pred_features: torch.Tensor | None = None) -> torch.Tensor:
+        """``pred_features``: the activation of ``pred`` at this loss's layer computed elsewhere
+        with the same weights and normalisation (see :func:`shares_trunk`); only when the grid is
+        one patch per image (:meth:`single_patch`), so that they are exactly ``self.vgg(pred)``."""
         if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
             raise ValueError(f"ContextualLoss expects two [N,3,H,W] tensors of equal shape in [0,1], "
                              f"got {tuple(pred.shape)} and {tuple(target.shape)}")
-        xp, yp = self.patches(pred, target)
-        fx, fy = self.vgg(xp), self.vgg(yp)
+        if pred_features is not None:
+            if not self.single_patch(pred) or self.max_patches is not None:
+                raise ValueError("contextual: pred_features need a grid of one patch per image")
+            fx, fy = pred_features, self.vgg(target)
+        else:
+            xp, yp = self.patches(pred, target)
+            fx, fy = self.vgg(xp), self.vgg(yp)
         return self.loss_weight * contextual_loss_from_features(fx, fy, self.band_width, self.aggregate)
+
+
+def shares_trunk(lpips_loss, contextual: ContextualLoss) -> str | None:
+    """The layer at which ``contextual`` can take its prediction features from ``lpips_loss``
+    (an :class:`~ugpnet.losses.perceptual.LPIPSLoss`), or None.
+
+    LPIPS maps [0, 1] to [-1, 1] and applies its scaling layer (shift -0.030/-0.088/-0.188, scale
+    0.458/0.448/0.450), which is exactly the ImageNet normalisation that :class:`VGGFeatures`
+    applies to [0, 1] (mean = (1 + shift) / 2, std = scale / 2). So when both run the same VGG16
+    weights (checked tensor by tensor), LPIPS does not resize and no random patch subset is
+    drawn, LPIPS' ``relu3_3`` of the prediction *is* the contextual loss's feature (up to float
+    rounding, about 1e-7 relative): the fusion stage then runs the VGG trunk on ``x_hat`` once
+    instead of twice (forward and backward). Per call, the grid must also be one patch per
+    image (:meth:`ContextualLoss.single_patch`)."""
+    from .perceptual import TRUNK_LAYERS
+
+    if getattr(lpips_loss, "net", None) != "vgg" or lpips_loss.resize_px is not None:
+        return None
+    if contextual.vgg.arch != "vgg16" or contextual.max_patches is not None \
+            or contextual.layer not in TRUNK_LAYERS["vgg"]:
+        return None
+    ours = [m for m in contextual.vgg.features if isinstance(m, nn.Conv2d)]
+    theirs = [m for m in lpips_loss.model.net.modules() if isinstance(m, nn.Conv2d)][:len(ours)]
+    for a, b in zip(ours, theirs):
+        if a.weight.shape != b.weight.shape or not torch.equal(a.weight, b.weight.to(a.weight)) \
+                or not torch.equal(a.bias, b.bias.to(a.bias)):
+            return None
+    return contextual.layer

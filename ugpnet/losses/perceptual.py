@@ -8,6 +8,10 @@ inputs only. Inputs are ``[N,3,H,W]`` in [0, 1] and are mapped to [-1, 1] (``2x 
 ``resize_px``: the official UGPNet ``LpipsLoss`` resizes both images to 256x256 (bicubic) before
 LPIPS; set ``resize_px=256`` to reproduce that, ``None`` (default) evaluates at full resolution.
 The value is the batch mean of the per-image distances, times ``loss_weight``.
+
+``forward(..., keep_pred_layer="relu3_3")`` also returns the trunk activation of ``pred`` that
+LPIPS computed on the way, so that another loss on the same image and layer (the contextual loss, see
+:func:`ugpnet.losses.contextual.shares_trunk`) does not run the same network again.
 """
 from __future__ import annotations
 
@@ -17,6 +21,11 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from . import LOSSES
+
+
+# the named outputs of the lpips package's trunks (lpips.pretrained_networks), slice1..slice5
+TRUNK_LAYERS = {"vgg": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+                "alex": ("relu1", "relu2", "relu3", "relu4", "relu5")}
 
 
 @LOSSES.register("lpips")
@@ -44,7 +53,9 @@ class LPIPSLoss(nn.Module):
         self.model.eval()  # frozen network: never in training mode
         return self
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, keep_pred_layer: str | None = None):
+        """The loss; with ``keep_pred_layer`` (a name of :data:`TRUNK_LAYERS`) also the activation
+        of ``pred`` at that layer, as LPIPS computed it: ``(loss, features)``."""
         if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
             raise ValueError(f"LPIPSLoss expects two [N,3,H,W] tensors of equal shape in [0,1], got "
                              f"{tuple(pred.shape)} and {tuple(target.shape)}")
@@ -53,5 +64,17 @@ class LPIPSLoss(nn.Module):
             size = (self.resize_px, self.resize_px)
             a = F.interpolate(a, size=size, mode="bicubic", align_corners=False)
             b = F.interpolate(b, size=size, mode="bicubic", align_corners=False)
-        d = self.model(a, b, normalize=False)
-        return self.loss_weight * d.mean()
+        if keep_pred_layer is None:
+            return self.loss_weight * self.model(a, b, normalize=False).mean()
+        if keep_pred_layer not in TRUNK_LAYERS[self.net]:
+            raise ValueError(f"LPIPS {self.net} has no trunk layer '{keep_pred_layer}'; "
+                             f"known: {', '.join(TRUNK_LAYERS[self.net])}")
+        # lpips runs its trunk as slice1..slice5 (one per named output), on pred first
+        block = getattr(self.model.net, f"slice{TRUNK_LAYERS[self.net].index(keep_pred_layer) + 1}")
+        kept: list[torch.Tensor] = []
+        handle = block.register_forward_hook(lambda _m, _i, out: kept.append(out))
+        try:
+            d = self.model(a, b, normalize=False)
+        finally:
+            handle.remove()
+        return self.loss_weight * d.mean(), kept[0]

@@ -13,8 +13,12 @@ def weighted_loss(weights: Mapping[str, float], device, kwargs: Mapping | None =
 
     Returns ``fn(pred, target, **extra_targets) -> (total, parts)``; a loss named in
     ``extra_targets`` (e.g. ``contextual=x_syn``) is computed against that tensor instead.
+    When an LPIPS term precedes a contextual term whose features it computes anyway
+    (:func:`ugpnet.losses.contextual.shares_trunk`), the contextual term takes the prediction's
+    features from it instead of running the VGG again (same values up to float rounding).
     """
     from ..losses import LOSSES
+    from ..losses.contextual import shares_trunk
 
     terms = []
     for name, weight in weights.items():
@@ -22,16 +26,32 @@ def weighted_loss(weights: Mapping[str, float], device, kwargs: Mapping | None =
             continue
         loss = LOSSES.get(name)(**(kwargs or {}).get(name, {}))
         terms.append((name, float(weight), loss.to(device) if hasattr(loss, "to") else loss))
+    names = [t[0] for t in terms]
+    shared = None  # (LPIPS term index, contextual term index, layer)
+    if "lpips" in names and "contextual" in names \
+            and names.index("lpips") < names.index("contextual"):
+        i, j = names.index("lpips"), names.index("contextual")
+        layer = shares_trunk(terms[i][2], terms[j][2])
+        shared = None if layer is None else (i, j, layer)
 
     def fn(pred: torch.Tensor, target: torch.Tensor, **targets) -> tuple[torch.Tensor, dict]:
         total, parts = 0.0, {}
-        for name, weight, loss in terms:
-            value = loss(pred, targets.get(name, target))
+        use = shared is not None and terms[shared[1]][2].single_patch(pred)
+        kept = None
+        for k, (name, weight, loss) in enumerate(terms):
+            tgt = targets.get(name, target)
+            if use and k == shared[0]:
+                value, kept = loss(pred, tgt, keep_pred_layer=shared[2])
+            elif use and k == shared[1]:
+                value = loss(pred, tgt, pred_features=kept)
+            else:
+                value = loss(pred, tgt)
             parts[name] = float(value.detach())
             total = total + weight * value
         return total, parts
 
     fn.terms = terms  # type: ignore[attr-defined]
+    fn.shared_trunk = None if shared is None else shared[2]  # type: ignore[attr-defined]
     return fn
 
 
