@@ -128,18 +128,21 @@ class ContextualLoss(nn.Module):
 
     def patches(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The grid patches of both images (same positions; random subset if ``max_patches``)."""
-        h, w = pred.shape[-2:]
-        p = min(self.patch_size or max(h, w), h, w)
+        p = self.patch_side(pred)
         xp, yp = grid_patches(pred, p), grid_patches(target, p)
         if self.max_patches is not None and xp.shape[0] > self.max_patches:
             keep = torch.randperm(xp.shape[0])[: self.max_patches].to(xp.device)
             xp, yp = xp.index_select(0, keep), yp.index_select(0, keep)
         return xp, yp
 
+    def patch_side(self, pred: torch.Tensor) -> int:
+        """The grid's patch side for ``pred``: ``patch_size``, at most the image's shorter side."""
+        h, w = pred.shape[-2:]
+        return min(self.patch_size or max(h, w), h, w)
+
     def single_patch(self, pred: torch.Tensor) -> bool:
         """True when the patch grid of ``pred`` is one patch per image: the image itself."""
-        h, w = pred.shape[-2:]
-        return h == w and (self.patch_size is None or self.patch_size >= h)
+        return self.patch_side(pred) == pred.shape[-2] == pred.shape[-1]
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor,
                 pred_features: torch.Tensor | None = None) -> torch.Tensor:
