@@ -31,6 +31,7 @@ def test_bench_reports_every_method_and_stage(tmp_path, capsys):
     assert set(stages) == {("nafnet", "train"), ("ugpnet", "restoration"),
                            ("ugpnet", "synthesis"), ("ugpnet", "fusion")}
     assert all(r["it_per_s"] > 0 and r["batch"] == 1 for r in stages.values())
+    assert {r["precision"] for r in stages.values()} == {"fp32"}  # tiny trains in fp32
     assert "ugpnet  deblur" in capsys.readouterr().out
 
 

@@ -83,6 +83,7 @@ def _train(cfg, method, task, stage, size, device, runs, threads) -> dict:
     if built is None:
         return {**out, "note": "nothing is trained in this stage"}
     stage_obj, batch, note = built
+    out["precision"] = getattr(stage_obj, "precision", "fp32")
     times = []
     for it in range(runs + 1):
         _sync(device)

@@ -33,6 +33,7 @@ from .methods import (Data, MethodModel, Previous, Prior, StageContext, UserFile
                       get_kind)
 from .methods.contract import MethodKind, Stage
 from .provenance import digest_of, input_digest
+from .training.common import resolve_precision
 from .training.run import operational_of, strip_operational
 
 KERNEL_BANKS = ("train", "val", "test")
@@ -86,7 +87,10 @@ class Plan:
         """The configuration slice that defines a stage's result, without operational keys
         (what the workflow reruns on, and what enters the stage's identity)."""
         self.stage(method, task, stage)
-        return strip_operational(self.kind(method).stage_config(self.cfg, method, task, stage))
+        out = strip_operational(self.kind(method).stage_config(self.cfg, method, task, stage))
+        if self.cfg.get("train_precision", "fp32") != "fp32":  # fp32 runs keep their identity
+            out["train_precision"] = self.cfg["train_precision"]
+        return out
 
     def outputs(self, method: str) -> tuple[str, ...]:
         return tuple(self.kind(method).outputs)
@@ -299,6 +303,9 @@ class Plan:
         identity = {"kind": self.mcfg(method)["kind"], "stage": stage,
                     "config": self.stage_config(method, task, stage),
                     "inputs": {k: input_digest(v) for k, v in sorted(inputs.items())}}
+        precision = resolve_precision(self.cfg.get("train_precision", "fp32"), device)
+        if "train_precision" in identity["config"]:
+            identity["precision"] = precision  # what 'auto' became on this device
         raw = self.kind(method).stage_config(self.cfg, method, task, stage)
         return StageContext(cfg=self.cfg, method=method, task=task,
                             stage=self.stage(method, task, stage),
@@ -306,7 +313,7 @@ class Plan:
                             data_dir=Path(self.data), out=Path(self.stage_dir(method, task, stage)),
                             device=device, progress=progress, restart=restart, identity=identity,
                             label=self.label(method, task, stage),
-                            operational=operational_of(raw))
+                            operational=operational_of(raw), precision=precision)
 
     # ------------------------------------------------------------------ results
     def restored_dir(self, method: str, task: str, split: str, output: str | None = None) -> str:

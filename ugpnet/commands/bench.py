@@ -59,7 +59,7 @@ def run(args) -> int:
         print(f"{r['method']:>8} {r['task']:>7}  {r['params'] / 1e6:7.2f} M  "
               f"{r['median_s']:7.3f} s  {r['peak_mem_mb']:8.0f} MB  {ratio}")
     for r in result["train"]:
-        what = (f"{r['it_per_s']:.3f} it/s ({r['sec_per_iter']:.2f} s/iter)"
+        what = (f"{r['it_per_s']:.3f} it/s ({r['sec_per_iter']:.2f} s/iter, {r['precision']})"
                 if "it_per_s" in r else r.get("note") or r.get("error"))
         print(f"train {r['method']}/{r['task']}/{r['stage']}: {what}")
     print(f"wrote {args.out}")

@@ -49,12 +49,23 @@ def contextual_similarity(x: torch.Tensor, y: torch.Tensor, band_width: float = 
                           aggregate: str = "ugpnet") -> torch.Tensor:
     """Per-sample contextual similarity ``CX`` in (0, 1] of feature maps ``x``, ``y`` ``[P,C,h,w]``.
 
-    Steps 3-4 of the module docstring; returns ``[P]``. The centring mean is taken over all ``P``."""
+    Steps 3-4 of the module docstring; returns ``[P]``. The centring mean is taken over all ``P``.
+    Always computed in fp32, also under bf16 autocast: the relative distances ``d / min d``
+    divide small cosine distances, which bf16's 8-bit mantissa would not resolve."""
     if x.ndim != 4 or x.shape[:2] != y.shape[:2]:
         raise ValueError(f"contextual: features must be [P,C,h,w] with equal P and C, got "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
     if aggregate not in AGGREGATES:
         raise ConfigError(f"contextual: aggregate must be one of {AGGREGATES}, got '{aggregate}'")
+    with torch.autocast(x.device.type, enabled=False):
+        return _contextual_similarity(_at_least_fp32(x), _at_least_fp32(y), band_width, aggregate)
+
+
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def _contextual_similarity(x, y, band_width, aggregate):
     p, c = x.shape[:2]
     y_mu = y.mean(dim=(0, 2, 3), keepdim=True)
     xn = F.normalize((x - y_mu).reshape(p, c, -1), p=2, dim=1)  # [P,C,Lx]

@@ -5,6 +5,7 @@
 - :func:`data_options`: what a run records about its data (manifest hash, degradations).
 - :func:`final_weights`: the selected weights of a finished stage (``model.pt``).
 - :func:`new_run`: the run folder of a stage, selecting on val as the stage declares.
+- :func:`bench_precision`, :func:`random_batch`: what a training benchmark runs with.
 """
 from __future__ import annotations
 
@@ -66,6 +67,13 @@ def new_run(ctx: StageContext, options: Mapping) -> Run:
                select_metric=ctx.stage.select, identity=ctx.identity, label=ctx.label,
                restart=ctx.restart, validation=ctx.cfg.get("validation"),
                operational=ctx.operational)
+
+
+def bench_precision(cfg: Mapping, device) -> str:
+    """The resolved ``train_precision`` a training benchmark on ``device`` runs with."""
+    from ..training.common import resolve_precision
+
+    return resolve_precision(cfg.get("train_precision", "fp32"), device)
 
 
 def random_batch(cfg: Mapping, kind, mcfg: Mapping, task: str, batch_size: int, device) -> dict:

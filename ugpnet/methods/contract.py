@@ -122,7 +122,9 @@ class StageContext:
 
     ``identity`` (the stage's configuration slice without operational keys + the content digest
     of every input), ``label`` (method, task, stage, kind, profile, experiment) and ``restart``
-    are filled in by the plan and used by :func:`ugpnet.methods.new_run`."""
+    are filled in by the plan and used by :func:`ugpnet.methods.new_run`. ``precision`` is the
+    resolved ``train_precision`` (``fp32`` or ``bf16``); a kind wraps its forward passes and
+    losses in :meth:`autocast` (a no-op for fp32)."""
 
     cfg: Mapping[str, Any]
     method: str
@@ -137,6 +139,12 @@ class StageContext:
     identity: dict = field(default_factory=dict)
     label: dict = field(default_factory=dict)
     operational: dict = field(default_factory=dict)
+    precision: str = "fp32"
+
+    def autocast(self):
+        from ..training.common import autocast
+
+        return autocast(self.precision, self.device)
 
     @property
     def mcfg(self) -> Mapping[str, Any]:

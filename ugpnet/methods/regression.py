@@ -9,7 +9,8 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..models.build import build_backbone
 from ..training.common import count_params
-from .common import data_options, final_weights, loaders, new_run, random_batch
+from .common import (bench_precision, data_options, final_weights, loaders, new_run,
+                     random_batch)
 from .contract import Data, MethodKind, Stage, StageContext, UserFile
 from .registry import register_kind
 
@@ -51,7 +52,8 @@ class RegressionKind(MethodKind):
                             "pretrained": None if pretrained is None else str(pretrained),
                             "loss": m["loss"], "train": train,
                             "input": self.input_mode(m, task), **data_options(ctx)})
-        stage = SupervisedStage(net, net, net.parameters(), m["loss"], train, ctx.device)
+        stage = SupervisedStage(net, net, net.parameters(), m["loss"], train, ctx.device,
+                                precision=ctx.precision)
         return run_stage(stage, run=run, train=train, train_loader=train_loader,
                          val_loader=val_loader, device=ctx.device, progress=ctx.progress)
 
@@ -62,7 +64,8 @@ class RegressionKind(MethodKind):
         net = self.build(cfg, method, task).to(device).train()
         train = m["train"]
         batch = random_batch(cfg, self, m, task, 1, device)
-        return SupervisedStage(net, net, net.parameters(), m["loss"], train, device), batch, None
+        return SupervisedStage(net, net, net.parameters(), m["loss"], train, device,
+                               precision=bench_precision(cfg, device)), batch, None
 
     def load(self, cfg, method, task, checkpoint, device, extra=None):
         from ..checkpoints import load_state_dict_strict

@@ -27,7 +27,8 @@ from ..models.build import (backbone_name, build_discriminator, build_restoratio
                             build_synthesis, build_ugpnet)
 from ..training.augment import CycleAugment
 from ..training.prior import load_prior
-from .common import data_options, final_weights, loaders, new_run, random_batch
+from .common import (bench_precision, data_options, final_weights, loaders, new_run,
+                     random_batch)
 from .contract import Data, MethodKind, MethodModel, Previous, Prior, Stage, StageContext, UserFile
 from .registry import register_kind
 from .ugpnet_stages import FusionStage, SynthesisStage
@@ -140,7 +141,8 @@ class UGPNetKind(MethodKind):
             loss = _restoration_loss(st, bname)
             options["loss"] = loss
             s = SupervisedStage(restoration, lambda x: restoration(x)[0],
-                                restoration.parameters(), loss, train, ctx.device)
+                                restoration.parameters(), loss, train, ctx.device,
+                                precision=ctx.precision)
             return run_stage(s, run=new_run(ctx, options), **common)
         _load(restoration, ctx.input("restoration"), "restoration")
         if name == "synthesis":
@@ -153,14 +155,15 @@ class UGPNetKind(MethodKind):
             options["d_input_range"] = list(st.get("d_input_range", (-1, 1)))
             augment = _augment(st, cfg)
             s = SynthesisStage(restoration.to(ctx.device), synthesis.to(ctx.device),
-                               D.to(ctx.device), st, train, ctx.device, augment=augment)
+                               D.to(ctx.device), st, train, ctx.device, augment=augment,
+                               precision=ctx.precision)
             return run_stage(s, run=new_run(ctx, options), **common)
         if name == "fusion":
             model = build_ugpnet(cfg, ctx.method, task)
             model.restoration.load_state_dict(restoration.state_dict())
             _load(model.synthesis, ctx.input("synthesis"), "synthesis")
             model.to(ctx.device)
-            s = FusionStage(model, st, train, ctx.device)
+            s = FusionStage(model, st, train, ctx.device, precision=ctx.precision)
             options["contextual_features"] = s.feature_source()
             return run_stage(s, run=new_run(ctx, options), **common,
                              extra_summary={"contextual_features": s.feature_source()})
@@ -176,6 +179,7 @@ class UGPNetKind(MethodKind):
         st = m["stages"][stage]
         train = st["train"]
         batch = random_batch(cfg, self, m, task, 1, device)
+        precision = bench_precision(cfg, device)
         model = build_ugpnet(cfg, method, task).to(device)
         if stage == "restoration":
             if frozen_direct(m, task):
@@ -183,18 +187,18 @@ class UGPNetKind(MethodKind):
             r = model.restoration.train()
             loss = _restoration_loss(st, backbone_name(m, task))
             return SupervisedStage(r, lambda x: r(x)[0], r.parameters(), loss, train,
-                                   device), batch, None
+                                   device, precision=precision), batch, None
         if stage == "synthesis":
             D = build_discriminator(cfg["stylegan2"]).to(device)
             model.synthesis.train()
             return SynthesisStage(model.restoration, model.synthesis, D, st, train, device,
-                                  augment=_augment(st, cfg)), batch, None
+                                  augment=_augment(st, cfg), precision=precision), batch, None
         note = None
         try:
-            s = FusionStage(model, st, train, device)
+            s = FusionStage(model, st, train, device, precision=precision)
         except CheckpointError:
             st = {**st, "contextual": {**st.get("contextual", {}), "features": "vgg16_relu3_3"}}
-            s = FusionStage(model, st, train, device)
+            s = FusionStage(model, st, train, device, precision=precision)
             note = "VGG19 weights absent: contextual loss timed with VGG16 relu3_3"
         model.fusion.train()
         return s, batch, note

@@ -10,7 +10,7 @@ from typing import Mapping
 
 import torch
 
-from ..training.common import lr_of, make_optimizer, make_scheduler, requires_grad
+from ..training.common import autocast, lr_of, make_optimizer, make_scheduler, requires_grad
 from ..training.gan import d_step, g_adv_loss
 from ..training.regression import SupervisedStage, weighted_loss
 
@@ -31,8 +31,12 @@ class SynthesisStage:
     or None; D sees images in ``st["d_input_range"]``."""
 
     def __init__(self, restoration, synthesis, discriminator, st: Mapping, train: Mapping,
-                 device, augment=None):
+                 device, augment=None, precision: str = "fp32"):
         self.restoration = frozen(restoration)
+        # bf16: the frozen restoration, E+G and the losses under autocast; D's own step (and its
+        # R1 penalty) stays fp32
+        self.precision = precision
+        self.autocast = lambda: autocast(precision, device)
         self.augment = augment
         self.d_range = tuple(st.get("d_input_range", (-1, 1)))
         self.synthesis, self.D = synthesis, discriminator
@@ -51,8 +55,8 @@ class SynthesisStage:
     def inputs(self, batch, it):
         """(x_reg, gt) of iteration ``it``: the frozen restoration's output and the ground truth,
         augmented together when the stage augments."""
-        with torch.no_grad():
-            x_reg = self.restoration(batch["lq"])[0]
+        with torch.no_grad(), self.autocast():
+            x_reg = self.restoration(batch["lq"])[0].float()
             gt = batch["gt"]
             if self.augment is not None:
                 x_reg, gt = self.augment(it, x_reg, gt)
@@ -60,17 +64,19 @@ class SynthesisStage:
 
     def step(self, batch, it):
         x_reg, gt = self.inputs(batch, it)
-        x_syn, _ = self.synthesis(x_reg)
+        with self.autocast():
+            x_syn = self.synthesis(x_reg)[0].float()
         parts = {}
         if self.adv_weight > 0:
             parts.update(d_step(self.D, self.opt_d, gt, x_syn, it, self.st["r1_gamma"],
                                 self.st["r1_every"], input_range=self.d_range))
         requires_grad(self.D, False)
-        loss, rec = self.loss_fn(x_syn, gt)
-        if self.adv_weight > 0:
-            adv = g_adv_loss(self.D, x_syn, input_range=self.d_range)
-            loss = loss + self.adv_weight * adv
-            rec["adversarial"] = float(adv.detach())
+        with self.autocast():
+            loss, rec = self.loss_fn(x_syn, gt)
+            if self.adv_weight > 0:
+                adv = g_adv_loss(self.D, x_syn, input_range=self.d_range).float()
+                loss = loss + self.adv_weight * adv
+                rec["adversarial"] = float(adv.detach())
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -99,21 +105,24 @@ class SynthesisStage:
 
 
 class FusionStage(SupervisedStage):
-    def __init__(self, model, st: Mapping, train: Mapping, device):
+    def __init__(self, model, st: Mapping, train: Mapping, device, precision: str = "fp32"):
         frozen(model.restoration)
         frozen(model.synthesis)
         self.ugpnet = model
         ctx = dict(st.get("contextual", {}))
         super().__init__(model.fusion, None, model.fusion.parameters(), st["loss"], train, device,
-                         loss_kwargs={"lpips": lpips_kwargs(st, device), "contextual": ctx})
+                         loss_kwargs={"lpips": lpips_kwargs(st, device), "contextual": ctx},
+                         precision=precision)
         self.modules = [model.fusion]
 
     def step(self, batch, it):
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             x_reg, f_reg = self.ugpnet.restoration(batch["lq"])
             x_syn, f_syn = self.ugpnet.synthesis(x_reg)
-        x_hat = self.ugpnet.fusion(f_syn, f_reg)
-        return self.optimise(*self.loss_fn(x_hat, batch["gt"], contextual=x_syn))
+        with self.autocast():
+            x_hat = self.ugpnet.fusion(f_syn, f_reg).float()
+            loss, parts = self.loss_fn(x_hat, batch["gt"], contextual=x_syn.float())
+        return self.optimise(loss, parts)
 
     @torch.no_grad()
     def predict(self, lq):

@@ -24,6 +24,39 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA device that supports it, or a CPU
+    with AVX512-BF16 or AMX (elsewhere oneDNN emulates bf16, slower than fp32)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if dev.type == "cpu":
+        probes = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported",
+                                                        "_is_amx_tile_supported")]
+        return any(bool(f()) for f in probes if f is not None)
+    return False
+
+
+def resolve_precision(name: str, device) -> str:
+    """``train_precision`` as it runs on ``device``: ``fp32``; ``bf16`` (mixed precision: bf16
+    autocast of the forward passes, fp32 weights, optimiser and loss statistics); ``auto``:
+    bf16 where :func:`native_bf16`, else fp32."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"train_precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return name
+
+
+def autocast(precision: str, device):
+    """The autocast context of a resolved ``precision`` on ``device`` (disabled for fp32)."""
+    dev = torch.device(device)
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def set_threads(threads: int | None) -> None:
     if threads and threads > 0:
         torch.set_num_threads(threads)

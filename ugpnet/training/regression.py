@@ -5,7 +5,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from .common import make_optimizer, make_scheduler, lr_of
+from .common import autocast, make_optimizer, make_scheduler, lr_of
 
 
 def weighted_loss(weights: Mapping[str, float], device, kwargs: Mapping | None = None) -> Callable:
@@ -56,12 +56,18 @@ def weighted_loss(weights: Mapping[str, float], device, kwargs: Mapping | None =
 
 
 class SupervisedStage:
-    """``loss(forward(lq), gt)`` with one optimiser over ``params``; ``model`` is exported."""
+    """``loss(forward(lq), gt)`` with one optimiser over ``params``; ``model`` is exported.
+
+    ``precision`` (resolved, :func:`~ugpnet.training.common.resolve_precision`): with ``bf16``
+    the forward pass and the losses' networks run under bf16 autocast; the prediction enters
+    the losses as fp32, and weights, gradients and the optimiser stay fp32."""
 
     def __init__(self, model: torch.nn.Module, forward: Callable, params, loss_weights: Mapping,
                  train: Mapping, device, predict: Callable | None = None,
-                 loss_kwargs: Mapping | None = None):
+                 loss_kwargs: Mapping | None = None, precision: str = "fp32"):
         self.model = model
+        self.precision = precision
+        self.autocast = lambda: autocast(precision, device)
         self.modules = [model]
         self.forward = forward
         self._predict = predict or forward
@@ -71,7 +77,9 @@ class SupervisedStage:
         self.loss_fn = weighted_loss(loss_weights, device, loss_kwargs)
 
     def step(self, batch, it):
-        return self.optimise(*self.loss_fn(self.forward(batch["lq"]), batch["gt"]))
+        with self.autocast():
+            loss, parts = self.loss_fn(self.forward(batch["lq"]).float(), batch["gt"])
+        return self.optimise(loss, parts)
 
     def optimise(self, loss: torch.Tensor, parts: Mapping) -> dict:
         """One optimiser + scheduler step on ``loss``; returns the values to log."""
