@@ -4,6 +4,7 @@ Configuration values, and the behaviours behind them: backbone initialised from 
 RRDBNet frozen, D input range, the official augmentation cycle shared by x_reg and gt, the
 selection rules, the two-file prior, VGG19 required, HINet's stage-2 conv, the church variant.
 """
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -190,6 +191,7 @@ def test_synthesis_stage_augments_x_reg_and_gt_together():
     stage = SynthesisStage.__new__(SynthesisStage)  # only its input path is exercised
     stage.restoration = lambda x: (x, None)
     stage.augment = CycleAugment(**AUG, resolution=64)
+    stage.autocast = contextlib.nullcontext  # fp32
     img = torch.rand(2, 3, 64, 64)
     x_reg, gt = stage.inputs({"lq": img, "gt": img.clone()}, it=1)
     assert torch.equal(x_reg, gt) and not torch.equal(x_reg, img)
