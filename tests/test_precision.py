@@ -72,7 +72,7 @@ def test_contextual_similarity_stays_fp32_under_bf16_autocast():
     assert from_bf16.dtype == torch.float32
 
 
-def test_fp32_stage_identity_is_unchanged_and_auto_records_what_it_ran(tmp_path):
+def test_fp32_stage_config_is_unchanged_and_auto_enters_it(tmp_path):
     fp32 = Plan.of(load_config(profile="tiny"), runs=str(tmp_path))
     assert "train_precision" not in fp32.stage_config("nafnet", "deblur", "train")
     auto = Plan.of(load_config(profile="tiny", sets=["train_precision=auto"]), runs=str(tmp_path))

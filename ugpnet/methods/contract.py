@@ -123,8 +123,9 @@ class StageContext:
     ``identity`` (the stage's configuration slice without operational keys + the content digest
     of every input), ``label`` (method, task, stage, kind, profile, experiment) and ``restart``
     are filled in by the plan and used by :func:`ugpnet.methods.new_run`. ``precision`` is the
-    resolved ``train_precision`` (``fp32`` or ``bf16``); a kind wraps its forward passes and
-    losses in :meth:`autocast` (a no-op for fp32)."""
+    resolved ``train_precision`` (``fp32`` or ``bf16``); a kind passes it to its stage objects
+    (``SupervisedStage(..., precision=ctx.precision)``) or wraps its own forward passes and losses
+    in ``ugpnet.training.common.autocast(ctx.precision, ctx.device)`` (a no-op for fp32)."""
 
     cfg: Mapping[str, Any]
     method: str
@@ -140,11 +141,6 @@ class StageContext:
     label: dict = field(default_factory=dict)
     operational: dict = field(default_factory=dict)
     precision: str = "fp32"
-
-    def autocast(self):
-        from ..training.common import autocast
-
-        return autocast(self.precision, self.device)
 
     @property
     def mcfg(self) -> Mapping[str, Any]:
