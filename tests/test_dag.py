@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
+from ugpnet.metrics.evaluate import BUNDLE_SCHEMA, read_bundle_record
 from workspace import REPO, copy_workflow, env_with, failure, plan_for, snakemake
 
 
@@ -43,7 +44,8 @@ def test_table1_has_real_numbers_for_every_method_and_task(tiny_run, plan):
              "rrdbnet": ("sr",), "ugpnet": ("denoise", "deblur", "sr")}
     for method, tasks in cells.items():
         for task in tasks:
-            mean = json.loads(Path(plan.metrics_file(method, task)).read_text())["mean"]
+            mean = read_bundle_record(plan.metrics_file(method, task), "test",
+                                      plan.outputs(method)[0])["mean"]
             for metric in ("psnr", "ssim", "lpips", "fid"):
                 value = df.loc[method, f"{task}_{metric}"]
                 assert np.isfinite(value), (method, task, metric)
@@ -79,6 +81,10 @@ def test_table1_has_real_numbers_for_every_method_and_task(tiny_run, plan):
     for cell in meta["sources"].values():
         assert {"checkpoint_sha256", "gt_manifest_sha256", "input_manifest_sha256",
                 "code"} <= set(cell)
+    for method, task in plan.table_cells():
+        cell = meta["sources"][f"{method}/{task}"]
+        assert tiny_run / cell["file"] == Path(plan.metrics_file(method, task))
+        assert cell["output"] == plan.outputs(method)[0]
     assert (tiny_run / "results" / "table1.png").stat().st_size > 1000
 
 
@@ -110,28 +116,45 @@ def test_runs_select_on_validation_and_record_options(tiny_run, plan):
         # the exported model, and not the test split's numbers
         sel = json.loads((runs / "ugpnet" / task / "fusion" / "summary.json").read_text())["val"]
         for output, prefix in (("x_hat", ""), ("x_reg", "x_reg/"), ("x_syn", "x_syn/")):
-            ev = json.loads(Path(plan.val_metrics_file("ugpnet", task, output)).read_text())
+            ev = read_bundle_record(plan.metrics_file("ugpnet", task), "val", output)
             assert sel[prefix + "psnr"] == pytest.approx(ev["mean"]["psnr"], abs=1e-3), (task, output)
-        test = json.loads(Path(plan.metrics_file("ugpnet", task)).read_text())
+        test = read_bundle_record(plan.metrics_file("ugpnet", task), "test", "x_hat")
         assert abs(test["mean"]["psnr"] - sel["psnr"]) > 1e-3
     opts = json.loads((runs / "ugpnet/deblur/fusion/options.json").read_text())
     assert opts["options"]["stage"] == "fusion"
     assert opts["options"]["contextual_features"]
 
 
-def test_val_outputs_summary_written(plan):
-    summary = pd.read_csv(plan.val_outputs_csv())
+def test_one_evaluation_file_per_cell_holds_what_the_plan_says(tiny_run, plan):
+    for method, task in plan.table_cells():
+        bundle = json.loads(Path(plan.metrics_file(method, task)).read_text())
+        assert bundle["schema"] == BUNDLE_SCHEMA
+        assert (bundle["method"], bundle["task"]) == (method, task)
+        splits = plan.evaluation_splits(method, task)
+        assert {s: list(r) for s, r in bundle["splits"].items()} == splits
+        for split, records in bundle["splits"].items():
+            for output, rec in records.items():
+                proto = rec["protocol"]
+                assert tiny_run / proto["pred_dir"] == Path(plan.restored_dir(method, task,
+                                                                              split, output))
+                assert tiny_run / proto["gt_dir"] == Path(plan.gt_dir(split))
+    assert not (Path(plan.results) / "metrics_val").exists()
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_outputs_summaries_written(plan, split):
+    summary = pd.read_csv(plan.outputs_csv(split))
     assert sorted(zip(summary["task"], summary["output"])) == sorted(
         (t, o) for t in ("denoise", "deblur", "sr") for o in ("input", "x_reg", "x_syn", "x_hat"))
     assert list(summary["task"]) == ["denoise"] * 4 + ["deblur"] * 4 + ["sr"] * 4
-    ev = json.loads(Path(plan.val_metrics_file("ugpnet", "sr", "x_syn")).read_text())
+    ev = read_bundle_record(plan.metrics_file("ugpnet", "sr"), split, "x_syn")
     row = summary[(summary["task"] == "sr") & (summary["output"] == "x_syn")].iloc[0]
     assert row["psnr"] == pytest.approx(ev["mean"]["psnr"], abs=1e-4)
-    # the input row is the degraded val images themselves (SR: bicubic-upsampled), PSNR by hand
+    # the input row is the degraded images of the split (SR: bicubic-upsampled), PSNR by hand
     from ugpnet.degradations import sr_input
     from ugpnet.io import read_image
 
-    lq_dir, gt_dir = Path(plan.lq_dir("sr", "val")), Path(plan.gt_dir("val"))
+    lq_dir, gt_dir = Path(plan.lq_dir("sr", split)), Path(plan.gt_dir(split))
     direct = np.mean([peak_signal_noise_ratio(read_image(gt_dir / p.name),
                                               sr_input(read_image(p), "bicubic_up", 8),
                                               data_range=255)
@@ -156,9 +179,11 @@ def test_timing_table_sums_one_benchmark_file_per_job(tiny_run, plan, tmp_path):
     files = sorted((Path(plan.logs) / "benchmarks").glob("*/*.tsv"))
     assert len(df) == len(files)
     counts = df.groupby("rule").size().to_dict()
-    # one train job per stage run, one evaluate job per Table 1 cell
+    # one train job per stage run, one evaluate job per Table 1 cell (all its outputs and splits)
     assert counts["train"] == sum(len(s) for s in STAGES.values())
     assert counts["evaluate"] == len(list(plan.table_cells()))
-    assert {"prepare", "degrade", "restore", "table1", "pretrain_prior"} <= set(counts)
+    assert {"prepare", "degrade", "restore", "table1", "pretrain_prior", "val_outputs",
+            "test_outputs"} <= set(counts)
+    assert "evaluate_val_output" not in counts
     total = sum(float(pd.read_csv(f, sep="\t").iloc[-1]["s"]) for f in files)
     assert df["seconds"].sum() == pytest.approx(total, abs=0.1 * len(files))

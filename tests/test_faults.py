@@ -208,13 +208,16 @@ def test_kill_9_of_evaluate_then_rerun(data, tmp_path):
 
 @pytest.mark.long
 def test_kill_9_of_table_then_rerun(tmp_path):
+    from ugpnet.metrics.evaluate import evaluation_bundle
+
     plan = Plan.of(load_config(profile="tiny"))
     metrics = tmp_path / "metrics"
     for i, (method, task) in enumerate(plan.table_cells()):
         f = metrics / method / f"{task}.json"
         f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps({"mean": {"psnr": 20.0 + i, "ssim": 0.5, "lpips": 0.3,
-                                          "fid": 50.0 - i}}))
+        record = {"mean": {"psnr": 20.0 + i, "ssim": 0.5, "lpips": 0.3, "fid": 50.0 - i}}
+        f.write_text(json.dumps(evaluation_bundle(method, task,
+                                                  {"test": {plan.outputs(method)[0]: record}})))
 
     def cmd(out):
         return _cli(["table", "--metrics-dir", str(metrics), "--out", str(out / "table1.csv")])

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ugpnet.metrics.evaluate import read_bundle_record
 from workspace import copy_workflow, env_with, failure, plan_for, snakemake
 
 OVERRIDE = """
@@ -46,7 +47,8 @@ def test_toy_backbone_trains_and_runs_in_ugpnet(repo_root, tmp_path):
     assert backbone == {"head.weight": (w, 3, 3, 3), "head.bias": (w,), "body.1.weight": (w, w, 3, 3),
                         "body.1.bias": (w,), "tail.weight": (3, w, 3, 3), "tail.bias": (3,)}
     df = pd.read_csv(tmp_path / "results" / "table1.csv", index_col="method")
-    mean = json.loads(Path(plan.metrics_file("ugpnet", "deblur")).read_text())["mean"]
+    mean = read_bundle_record(plan.metrics_file("ugpnet", "deblur"), "test",
+                              plan.outputs("ugpnet")[0])["mean"]
     assert list(df.index) == ["ugpnet"]
     assert df.loc["ugpnet", "deblur_psnr"] == pytest.approx(mean["psnr"], abs=1e-4)
     # the restored test images exist, one per test GT image, with the same names

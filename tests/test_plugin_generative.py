@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ugpnet.metrics.evaluate import read_bundle_record
 from workspace import copy_workflow, env_with, failure, plan_for, snakemake
 
 OVERRIDE = """
@@ -59,7 +60,8 @@ def plan(toy_run, repo_root):
 def test_toy_generative_method_reaches_table1(toy_run, plan):
     df = pd.read_csv(toy_run / "results" / "table1.csv", index_col="method")
     assert list(df.index) == ["toygan"] and df.loc["toygan", "family"] == "generative"
-    mean = json.loads(Path(plan.metrics_file("toygan", "deblur")).read_text())["mean"]
+    mean = read_bundle_record(plan.metrics_file("toygan", "deblur"), "test",
+                              plan.outputs("toygan")[0])["mean"]
     for metric in ("psnr", "ssim", "lpips", "fid"):
         assert df.loc["toygan", f"deblur_{metric}"] == pytest.approx(mean[metric], abs=1e-4)
     restored = sorted(p.name for p in Path(plan.restored_dir("toygan", "deblur", "test")).glob("*.png"))

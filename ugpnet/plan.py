@@ -13,8 +13,9 @@ never overwrite each other's)::
     <runs>/prior/model.pt                                           ugpnet pretrain-prior
     <runs>/<method>/<task>/<stage>/model.pt                         ugpnet train (one per stage)
     <results>/restored/<method>/<task>/<split>/[<output>/]*.png     ugpnet restore
-    <results>/metrics/<method>/<task>.json                          ugpnet evaluate (test split)
-    <results>/metrics_val/<method>/<task>/<output>.json             every output on the val split
+    <results>/metrics/<method>/<task>.json                          ugpnet evaluate (every output;
+                                                                    test, and val where needed)
+    <results>/{val,test}_outputs.csv                                ugpnet table --which outputs
     <results>/table1.{csv,json,png}                                 ugpnet table
     results/table1.{csv,json,png}                                   the active experiment's copy
 
@@ -39,6 +40,7 @@ from .training.run import operational_of, strip_operational
 KERNEL_BANKS = ("train", "val", "test")
 KERNEL_SEED_OFFSET = {"train": 0, "test": 1, "val": 2}  # separate banks: no kernel is shared
 DEGRADE_SEED_OFFSET = {"test": 0, "val": 1}
+EVAL_SPLITS = ("test", "val")  # what `ugpnet evaluate` scores; Table 1 is the test split
 TASKS = ("denoise", "deblur", "sr")
 
 
@@ -108,12 +110,6 @@ class Plan:
 
     def multi_output_methods(self) -> list[str]:
         return [m for m in self.cfg["table1"]["methods"] if len(self.outputs(m)) > 1]
-
-    def all_outputs(self) -> list[str]:
-        names: list[str] = []
-        for m in self.cfg["table1"]["methods"]:
-            names += [o for o in self.outputs(m) if o not in names]
-        return names
 
     # ------------------------------------------------------------------ data (content-addressed)
     def data_config(self) -> dict:
@@ -329,31 +325,57 @@ class Plan:
         return str(Path(self.restored_dir(method, task, split)) / "manifest.json")
 
     def metrics_file(self, method: str, task: str) -> str:
+        """The evaluations of one (method, task): every folder of :meth:`evaluation_splits`,
+        one ``ugpnet-evaluations/1`` file (:mod:`ugpnet.metrics.evaluate`)."""
         return str(Path(self.results) / "metrics" / method / f"{task}.json")
 
-    def val_metrics_file(self, method: str, task: str, output: str) -> str:
-        return str(Path(self.results) / "metrics_val" / method / task / f"{output}.json")
+    def evaluation_splits(self, method: str, task: str) -> dict[str, list[str]]:
+        """``{split: [outputs]}`` that ``ugpnet evaluate --method --task`` scores: every output
+        on the test split, and on the val split for the cells of the outputs tables."""
+        check_task(self.cfg, method, task)
+        outputs = list(self.outputs(method))
+        splits = {"test": outputs}
+        if (method, task) in self.output_cells():
+            splits["val"] = outputs
+        return splits
+
+    def fid_ref(self, split: str) -> str:
+        """The FID reference of a split: ``metrics.fid_ref`` describes the test split; the val
+        split is always compared with its paired ground truth."""
+        self._check_split(split)
+        return str(self.cfg["metrics"]["fid_ref"]) if split == "test" else "gt"
 
     def table1_inputs(self) -> list[str]:
         files = [self.metrics_file(m, t) for m, t in self.table_cells()]
         if self.multi_output_methods():
-            files.append(self.val_outputs_csv())
+            files += [self.outputs_csv(split) for split in EVAL_SPLITS]
         return files
 
     def table1_csv(self) -> str:
         return str(Path(self.results) / "table1.csv")
 
-    def val_outputs_csv(self) -> str:
-        return str(Path(self.results) / "val_outputs.csv")
+    def outputs_csv(self, split: str) -> str:
+        """Every output of the multi-output methods on a split (``ugpnet table --which
+        outputs``)."""
+        self._check_split(split)
+        return str(Path(self.results) / f"{split}_outputs.csv")
 
-    def val_output_records(self) -> list[tuple[str, str, str, str]]:
-        """(method, task, output, metric file) for every output of multi-output methods, and the
-        reference rows (the degraded input) of the same tasks, so that the val summary shows what
-        each output is to be compared with."""
+    def output_cells(self) -> list[tuple[str, str]]:
+        """(method, task) of the outputs tables: multi-output methods, and the reference rows
+        (the degraded input) of the same tasks, so that the tables show what each output is to
+        be compared with."""
         multi = self.multi_output_methods()
         cells = list(self.table_cells())
         tasks = {t for m, t in cells if m in multi}
-        return [(m, t, o, self.val_metrics_file(m, t, o))
-                for m, t in cells
-                if m in multi or (self.family(m) == "reference" and t in tasks)
-                for o in self.outputs(m)]
+        return [(m, t) for m, t in cells
+                if m in multi or (self.family(m) == "reference" and t in tasks)]
+
+    def output_records(self) -> list[tuple[str, str, str, str]]:
+        """(method, task, output, metric file) of every row of the outputs tables."""
+        return [(m, t, o, self.metrics_file(m, t))
+                for m, t in self.output_cells() for o in self.outputs(m)]
+
+    @staticmethod
+    def _check_split(split: str) -> None:
+        if split not in EVAL_SPLITS:
+            raise ConfigError(f"split '{split}': one of {EVAL_SPLITS}")

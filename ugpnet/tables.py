@@ -1,35 +1,36 @@
-"""Paper tables from metric JSONs (``ugpnet evaluate`` outputs), plus a plot of each."""
+"""Paper tables from the metric files of ``ugpnet evaluate --method --task``, plus a plot."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import pandas as pd
 
-from .errors import DataError
 from .io import atomic_path
 
 METRIC_ORDER = ("psnr", "ssim", "lpips", "fid")
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "fid": False}
 
 
-def table1(records: Iterable[tuple[str, str, Path]], metrics: Iterable[str]) -> pd.DataFrame:
-    """One row per method, one column per ``<task>/<metric>`` (paper Table 1 layout).
+def record_mean(path: str | Path, split: str, output: str) -> dict:
+    """The means of ``output`` on ``split`` in a (method, task) metric file (``ugpnet
+    evaluate --method --task``); DataError naming the file and the fix otherwise."""
+    from .metrics.evaluate import read_bundle_record
 
-    ``records``: (method, task, path to an evaluate JSON). A method that does not run a task
-    leaves those cells empty (NaN), as in the paper.
+    return read_bundle_record(path, split, output)["mean"]
+
+
+def table1(records: Iterable[tuple[str, str, str, Path]], metrics: Iterable[str]) -> pd.DataFrame:
+    """One row per method, one column per ``<task>/<metric>`` (paper Table 1 layout), test split.
+
+    ``records``: (method, task, output shown, path to its metric file). A method that does not
+    run a task leaves those cells empty (NaN), as in the paper.
     """
     metrics = [m for m in METRIC_ORDER if m in set(metrics)]
     rows: dict[str, dict] = {}
     tasks: list[str] = []
-    for method, task, path in records:
-        path = Path(path)
-        try:
-            mean = json.loads(path.read_text())["mean"]
-        except (OSError, ValueError, KeyError) as e:
-            raise DataError(f"metric file '{path}' is missing or not an evaluate JSON ({e}); "
-                            f"rerun `ugpnet evaluate` for {method}/{task}.") from None
+    for method, task, output, path in records:
+        mean = record_mean(path, "test", output)
         if task not in tasks:
             tasks.append(task)
         for metric in metrics:
@@ -89,14 +90,12 @@ def plot_table(df: pd.DataFrame, path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
-def stage_summary(records: Iterable[tuple[str, str, str, Path]]) -> pd.DataFrame:
-    """Rows (method, task, output, metrics...) from evaluate JSONs of x_reg / x_syn / x_hat."""
+def stage_summary(records: Iterable[tuple[str, str, str, Path]], split: str) -> pd.DataFrame:
+    """Rows (method, task, output, metrics...) of x_reg / x_syn / x_hat on ``split`` from
+    ``records`` (method, task, output, metric file)."""
     rows = []
     for method, task, output, path in records:
-        try:
-            mean = json.loads(Path(path).read_text())["mean"]
-        except (OSError, ValueError, KeyError) as e:
-            raise DataError(f"metric file '{path}' is missing or invalid ({e})") from None
+        mean = record_mean(path, split, output)
         rows.append({"method": method, "task": task, "output": output,
                      **{m: mean.get(m) for m in METRIC_ORDER if m in mean}})
     return pd.DataFrame(rows)

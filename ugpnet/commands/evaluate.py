@@ -1,4 +1,8 @@
-"""ugpnet evaluate: PSNR / SSIM / LPIPS / FID of a prediction folder against its ground truth."""
+"""ugpnet evaluate: PSNR / SSIM / LPIPS / FID of restored images against their ground truth.
+
+Two modes: a folder (``--pred DIR --gt DIR``: one ``ugpnet-evaluation/1`` record), or a method of
+the run (``--method M --task T``: every folder the plan says, in one process, into one
+``ugpnet-evaluations/1`` file; the metrics from the configuration)."""
 from __future__ import annotations
 
 import argparse
@@ -6,23 +10,34 @@ import os
 
 HELP = "score restored images against ground truth (PSNR, SSIM, LPIPS, FID) into a JSON file"
 
+FOLDER_DEFAULTS = {"metrics": "psnr,ssim,lpips,fid", "lpips_net": "alex", "fid_ref": "gt"}
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pred", required=True, metavar="DIR", help="folder of restored images (PNG)")
-    p.add_argument("--gt", required=True, metavar="DIR",
-                   help="folder of ground-truth images; paired with --pred by file name")
-    p.add_argument("--metrics", default="psnr,ssim,lpips,fid", metavar="LIST",
-                   help="comma-separated subset of psnr,ssim,lpips,fid (default: all)")
-    p.add_argument("--out", required=True, metavar="FILE.json", help="result file (written atomically)")
-    p.add_argument("--gt-manifest", default=None, metavar="FILE",
-                   help="manifest.json of the ground truth, recorded with its sha256 (default: "
-                        "the one in --gt or its parent folder)")
-    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"],
-                   help="LPIPS backbone (v0.1 linear weights; default: alex)")
-    p.add_argument("--fid-ref", default="gt", metavar="gt|PATH.npz|DIR",
-                   help="FID reference: 'gt' = the paired ground-truth folder (statistics cached), an "
-                        ".npz with mu/sigma (e.g. FFHQ statistics from pytorch-fid --save-stats), or "
-                        "another image folder (default: gt)")
+    folder = p.add_argument_group("a folder")
+    folder.add_argument("--pred", metavar="DIR", help="folder of restored images (PNG)")
+    folder.add_argument("--gt", metavar="DIR",
+                        help="folder of ground-truth images; paired with --pred by file name")
+    folder.add_argument("--metrics", default=None, metavar="LIST",
+                        help="comma-separated subset of psnr,ssim,lpips,fid (default: all)")
+    folder.add_argument("--gt-manifest", default=None, metavar="FILE",
+                        help="manifest.json of the ground truth, recorded with its sha256 "
+                             "(default: the one in --gt or its parent folder)")
+    folder.add_argument("--lpips-net", default=None, choices=["alex", "vgg"],
+                        help="LPIPS backbone (v0.1 linear weights; default: alex)")
+    folder.add_argument("--fid-ref", default=None, metavar="gt|PATH.npz|DIR",
+                        help="FID reference: 'gt' = the paired ground-truth folder (statistics "
+                             "cached), an .npz with mu/sigma (e.g. FFHQ statistics from "
+                             "pytorch-fid --save-stats), or another image folder (default: gt)")
+    run_ = p.add_argument_group(
+        "a method of the run", "every output of the method on the splits the plan says "
+        "(ugpnet.plan: evaluation_splits), restored folders and ground truth from the plan, "
+        "metrics, LPIPS net and FID reference from the configuration (metrics.*)")
+    run_.add_argument("--method", default=None, help="a method defined in params.yaml")
+    run_.add_argument("--task", default=None, choices=["denoise", "deblur", "sr"])
+    p.add_argument("--out", default=None, metavar="FILE.json",
+                   help="result file, written atomically (a method: default "
+                        "<paths.results>/metrics/<method>/<task>.json)")
     p.add_argument("--device", default="cpu", help="torch device for LPIPS/FID (default: cpu)")
     p.add_argument("--fid-batch-size", type=int, default=50, metavar="N",
                    help="images per Inception forward pass (default: 50)")
@@ -55,23 +70,119 @@ def check_out_path(out) -> None:
 
 def run(args) -> int:
     from ..errors import ConfigError
-    from ..metrics.evaluate import evaluate_dirs, parse_metrics, print_summary, write_evaluation
 
-    metrics = parse_metrics(args.metrics)
-    check_out_path(args.out)  # before any metric is computed
-    if args.threads is not None:
-        if args.threads < 1:
+    plan_mode = args.method is not None or args.task is not None
+    if plan_mode and (args.pred or args.gt):
+        raise ConfigError("give either --pred DIR --gt DIR (a folder) or --method M --task T (a "
+                          "method of the run), not both.")
+    if plan_mode:
+        return _run_method(args)
+    if not (args.pred and args.gt and args.out):
+        raise ConfigError("ugpnet evaluate needs --pred DIR --gt DIR --out FILE.json (a folder), "
+                          "or --method M --task T (a method of the run).")
+    return _run_folder(args)
+
+
+def _set_threads(threads) -> None:
+    from ..errors import ConfigError
+
+    if threads is not None:
+        if threads < 1:
             raise ConfigError("--threads must be at least 1.")
         import torch
 
-        torch.set_num_threads(args.threads)
-    result = evaluate_dirs(args.pred, args.gt, metrics=metrics, lpips_net=args.lpips_net,
-                           fid_ref=args.fid_ref, device=args.device,
-                           progress=not args.no_progress, fid_batch_size=args.fid_batch_size)
+        torch.set_num_threads(threads)
+
+
+def _run_folder(args) -> int:
+    from ..metrics.evaluate import evaluate_dirs, parse_metrics, print_summary, write_evaluation
     from ..provenance import evaluation_provenance
 
+    opt = {k: getattr(args, k) if getattr(args, k) is not None else v
+           for k, v in FOLDER_DEFAULTS.items()}
+    metrics = parse_metrics(opt["metrics"])
+    check_out_path(args.out)  # before any metric is computed
+    _set_threads(args.threads)
+    result = evaluate_dirs(args.pred, args.gt, metrics=metrics, lpips_net=opt["lpips_net"],
+                           fid_ref=opt["fid_ref"], device=args.device,
+                           progress=not args.no_progress, fid_batch_size=args.fid_batch_size)
     result["protocol"]["provenance"] = evaluation_provenance(args.pred, args.gt, args.gt_manifest)
     write_evaluation(args.out, result)
     print_summary(result)
     print(f"wrote {args.out}")
     return 0
+
+
+def _run_method(args) -> int:
+    """Every folder of :meth:`~ugpnet.plan.Plan.evaluation_splits`: all folders are checked
+    (existence, pairing, headers) before the first metric; LPIPS and Inception load once."""
+    from ..config import load_config
+    from ..errors import ConfigError
+    from ..metrics.evaluate import (evaluation_bundle, inspect_dirs, parse_metrics,
+                                    print_summary, score_dirs, write_evaluation)
+    from ..plan import Plan
+    from ..provenance import evaluation_provenance
+
+    if args.method is None or args.task is None:
+        raise ConfigError("a method of the run needs both --method and --task.")
+    given = [f"--{k.replace('_', '-')}" for k in (*FOLDER_DEFAULTS, "gt_manifest")
+             if getattr(args, k) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: with --method/--task these come from the "
+                          f"configuration (metrics.names, metrics.lpips_net, metrics.fid_ref) and "
+                          f"the plan; change them there, e.g. --set metrics.lpips_net=vgg.")
+    plan = Plan.of(load_config(args))
+    mcfg = plan.cfg["metrics"]
+    metrics = parse_metrics(mcfg["names"])
+    out = args.out or plan.metrics_file(args.method, args.task)
+    check_out_path(out)
+    folders = _restored_folders(plan, args.method, args.task)
+    inspected = {key: inspect_dirs(pred, gt) for key, (pred, gt) in folders.items()}
+    _set_threads(args.threads)
+    splits: dict[str, dict[str, dict]] = {}
+    for (split, output), pairs in inspected.items():
+        result = score_dirs(pairs, metrics, lpips_net=mcfg["lpips_net"],
+                            fid_ref=plan.fid_ref(split), device=args.device,
+                            progress=not args.no_progress, fid_batch_size=args.fid_batch_size)
+        result["protocol"]["provenance"] = evaluation_provenance(pairs.pred_dir, pairs.gt_dir,
+                                                                 plan.gt_manifest())
+        splits.setdefault(split, {})[output] = result
+        print(f"{args.method}/{args.task} {split} {output}: ", end="")
+        print_summary(result)
+    write_evaluation(out, evaluation_bundle(args.method, args.task, splits))
+    print(f"wrote {out}")
+    return 0
+
+
+def _restored_folders(plan, method: str, task: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """``{(split, output): (restored folder, ground-truth folder)}``; DataError naming every
+    restored folder that is missing or unfinished (no manifest.json), before any is read."""
+    from pathlib import Path
+
+    from ..errors import DataError
+
+    folders, missing, redo = {}, [], []
+    for split, outputs in plan.evaluation_splits(method, task).items():
+        manifest = Path(plan.restored_manifest(method, task, split))
+        restored = manifest.is_file()
+        gaps = [] if restored else [
+            f"{manifest.parent} ({split} split: no manifest.json, so not restored or unfinished)"]
+        for output in outputs:
+            pred = plan.restored_dir(method, task, split, output)
+            if restored and not Path(pred).is_dir():
+                gaps.append(f"{pred} ({split} split, output {output}: the folder does not exist)")
+            folders[(split, output)] = (pred, plan.gt_dir(split))
+        missing += gaps
+        redo += [split] if gaps else []
+    if missing:
+        model = plan.final_model(method, task)
+        checkpoint = f" --checkpoint {model}" if model else ""
+        commands = "\n".join(
+            f"  ugpnet restore --method {method} --task {task}{checkpoint} --in "
+            f"{plan.lq_dir(task, split)} --out {plan.restored_dir(method, task, split)} "
+            f"--intermediate" for split in redo)
+        lines = "\n".join(f"  - {m}" for m in missing)
+        raise DataError(f"{method}/{task}: restored folders to evaluate are missing:\n{lines}\n"
+                        f"Restore them first (the workflow does: snakemake --cores all "
+                        f"results/table1.csv):\n{commands}")
+    return folders

@@ -1,30 +1,37 @@
-"""ugpnet table: assemble a paper table (CSV + plot) from evaluate JSONs."""
+"""ugpnet table: assemble a paper table (CSV + plot) from the metric files of ugpnet evaluate."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "assemble Table 1 (CSV, JSON provenance, PNG plot) from evaluate JSONs"
+HELP = ("assemble Table 1 (CSV, JSON provenance, PNG plot), the outputs tables or the timing "
+        "table from the workflow's results")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--which", default="table1", choices=["table1", "outputs", "timing"],
                    help="table1: the paper's Table 1 (test split); outputs: every output of the "
-                        "methods that have several (e.g. intermediate images), on the val split; "
-                        "timing: seconds and peak memory of every job of the workflow, per rule, "
-                        "from its Snakemake benchmark files")
+                        "methods that have several (e.g. intermediate images) and the degraded "
+                        "input of their tasks, on --split; timing: seconds and peak memory of "
+                        "every job of the workflow, per rule, from its Snakemake benchmark files")
+    p.add_argument("--split", default=None, choices=["val", "test"],
+                   help="--which outputs: the split (default: val)")
     p.add_argument("--metrics-dir", default=None,
-                   help="folder with <method>/<task>.json from `ugpnet evaluate` (default: "
-                        "<paths.results>/metrics, or metrics_val for --which outputs)")
+                   help="folder with <method>/<task>.json from `ugpnet evaluate --method --task` "
+                        "(default: <paths.results>/metrics)")
     p.add_argument("--out", required=True, help="CSV to write (table1: a .json and .png beside it)")
 
 
 def run(args) -> int:
     from ..config import load_config
+    from ..errors import ConfigError
     from ..plan import Plan
 
     cfg = load_config(args)
     plan = Plan.of(cfg)
+    if args.split is not None and args.which != "outputs":
+        raise ConfigError(f"--split is for --which outputs; --which {args.which} "
+                          f"{'is the test split' if args.which == 'table1' else 'has no split'}.")
     if args.which == "outputs":
         return _outputs(plan, args)
     if args.which == "timing":
@@ -32,11 +39,12 @@ def run(args) -> int:
     from ..provenance import describe_code
     from ..tables import plot_table, table1, write_csv
 
-    base = Path(args.metrics_dir) if args.metrics_dir else Path(plan.results) / "metrics"
-    records = [(m, task, base / m / f"{task}.json") for m, task in plan.table_cells()]
+    # the method's result (its first output) on the test split, from its metric file
+    records = [(m, task, plan.outputs(m)[0], _metrics_file(plan, args, m, task))
+               for m, task in plan.table_cells()]
     df = table1(records, cfg["metrics"]["names"])
     families = {m: plan.family(m) for m in df.index}
-    sources = {f"{m}/{task}": _source(p) for m, task, p in records}
+    sources = {f"{m}/{task}": _source(p, output) for m, task, output, p in records}
     codes = sorted({describe_code(s["code"]) for s in sources.values() if s.get("code")})
     meta = {"profile": cfg["profile"], "experiment": cfg["experiment"], "note": _note(cfg),
             "families": families, "code_versions": codes, "sources": sources}
@@ -56,17 +64,20 @@ def run(args) -> int:
     return 0
 
 
-def _source(path: Path) -> dict:
-    """A table cell's evaluate JSON: its hash and the provenance it records."""
-    import json
+def _metrics_file(plan, args, method: str, task: str) -> str:
+    if args.metrics_dir:
+        return str(Path(args.metrics_dir) / method / f"{task}.json")
+    return plan.metrics_file(method, task)
 
+
+def _source(path: str, output: str) -> dict:
+    """A table cell's metric file: its hash and the provenance its test record of ``output``
+    records."""
     from ..io import sha256_file
+    from ..metrics.evaluate import read_bundle_record
 
-    out = {"file": str(path), "sha256": sha256_file(path)}
-    try:
-        prov = json.loads(path.read_text())["protocol"].get("provenance", {})
-    except (OSError, ValueError, KeyError):
-        prov = {}
+    out = {"file": str(path), "sha256": sha256_file(path), "output": output}
+    prov = read_bundle_record(path, "test", output).get("protocol", {}).get("provenance", {})
     for key in ("checkpoint", "checkpoint_sha256", "gt_manifest_sha256", "input_manifest_sha256"):
         if key in prov:
             out[key] = prov[key]
@@ -84,15 +95,13 @@ def _note(cfg) -> str:
 
 
 def _outputs(plan, args) -> int:
-    """Each output of the methods that have several (intermediate images), on the val split."""
+    """Each output of the methods that have several (intermediate images), and the degraded
+    input of their tasks, on one split."""
     from ..io import atomic_path
     from ..tables import stage_summary
 
-    records = plan.val_output_records()
-    if args.metrics_dir:
-        records = [(m, t, o, str(Path(args.metrics_dir) / m / t / f"{o}.json"))
-                   for m, t, o, _ in records]
-    df = stage_summary(records)
+    records = [(m, t, o, _metrics_file(plan, args, m, t)) for m, t, o, _ in plan.output_records()]
+    df = stage_summary(records, args.split or "val")
     if len(df):
         # the reference row is the degraded input (the x_reg/x_hat bar to clear); tasks grouped
         ref = df["method"].map(lambda m: plan.family(m) == "reference")

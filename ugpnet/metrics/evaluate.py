@@ -16,6 +16,14 @@ JSON has no Infinity/NaN, so non-finite floats (PSNR of identical images is +inf
 strings ``"inf"``, ``"-inf"``, ``"nan"``; ``float(value)`` turns them back, and
 :func:`read_evaluation` does that for a whole file. A metric that is undefined (FID with fewer than
 2 images) is ``null`` with a note in ``protocol["notes"]``.
+
+The evaluations of one (method, task) of a run (``ugpnet evaluate --method M --task T``: every
+output folder of the method, per split) go into one file (``ugpnet-evaluations/1``)::
+
+    {"schema": "ugpnet-evaluations/1", "method": .., "task": ..,
+     "splits": {"test": {"<output>": <ugpnet-evaluation/1 record>, ..}, "val": {..}}}
+
+:func:`read_bundle_record` reads one record back.
 """
 from __future__ import annotations
 
@@ -24,9 +32,10 @@ import os
 import platform
 import sys
 import warnings
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -34,6 +43,7 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, listing, pair_by_stem, read_image
 
 SCHEMA = "ugpnet-evaluation/1"
+BUNDLE_SCHEMA = "ugpnet-evaluations/1"
 ALL_METRICS = ("psnr", "ssim", "lpips", "fid")
 PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
 SSIM_KWARGS = dict(channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
@@ -127,12 +137,42 @@ def read_evaluation(path: str | os.PathLike) -> dict:
 
 
 def write_evaluation(path: str | os.PathLike, result: dict) -> None:
-    """Atomically write ``result`` as strict JSON (no Infinity/NaN tokens)."""
+    """Atomically write ``result`` (a record or a bundle) as strict JSON (no Infinity/NaN
+    tokens)."""
     import json
 
     safe = to_json_safe(result)
     json.dumps(safe, allow_nan=False)  # raises if anything non-finite slipped through
     atomic_write_json(path, safe)
+
+
+def evaluation_bundle(method: str, task: str, splits: Mapping[str, Mapping[str, dict]]) -> dict:
+    """The ``ugpnet-evaluations/1`` file of one (method, task): ``splits[split][output]`` is the
+    ``ugpnet-evaluation/1`` record of that output folder."""
+    return {"schema": BUNDLE_SCHEMA, "method": method, "task": task,
+            "splits": {split: dict(records) for split, records in splits.items()}}
+
+
+def read_bundle_record(path: str | os.PathLike, split: str, output: str) -> dict:
+    """The record of ``output`` on ``split`` in an ``ugpnet-evaluations/1`` file, as stored
+    (non-finite values stay strings); DataError naming the file and the fix otherwise."""
+    import json
+
+    p = Path(path)
+    fix = "rerun `ugpnet evaluate --method M --task T` (the workflow does)"
+    try:
+        bundle = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"metric file '{p}' is missing or not JSON ({e}); {fix}.") from None
+    if not isinstance(bundle, dict) or bundle.get("schema") != BUNDLE_SCHEMA:
+        found = bundle.get("schema") if isinstance(bundle, dict) else type(bundle).__name__
+        raise DataError(f"metric file '{p}' is not a {BUNDLE_SCHEMA} file (schema: {found}); "
+                        f"{fix}.")
+    records = bundle.get("splits", {}).get(split, {})
+    if not isinstance(records.get(output), dict) or "mean" not in records[output]:
+        raise DataError(f"metric file '{p}' has no record of output '{output}' on the {split} "
+                        f"split (it has {sorted(records)}); {fix}.")
+    return records[output]
 
 
 def parse_metrics(metrics) -> tuple[str, ...]:
@@ -336,13 +376,21 @@ def file_notes(path: Path) -> tuple[list[str], str | None]:
     return notes, actual
 
 
-def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
-                  metrics: Sequence[str] | str = ALL_METRICS, lpips_net: str = "alex", fid_ref=None,
-                  device: str = "cpu", progress: bool = True, fid_batch_size: int = 50) -> dict:
-    """Evaluate ``pred_dir`` against ``gt_dir`` (paired by name) → result dict (schema above).
+@dataclass(frozen=True)
+class FolderPairs:
+    """A prediction folder paired with its ground truth by file name, every header read
+    (:func:`inspect_dirs`); :func:`score_dirs` computes the metrics."""
+    pred_dir: Path
+    gt_dir: Path
+    pairs: list  # [(stem, pred_path, gt_path)], sorted by stem
+    converted: dict  # {"prediction": [...], "ground-truth": [...]}: conversions on reading
+    mismatched: list  # files whose content is another format than their extension says
 
-    ``fid_ref``: ``None``/``"gt"`` (paired ground truth, stats cached per GT content), an ``.npz``
-    with ``mu``/``sigma``, or another image folder."""
+
+def inspect_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> FolderPairs:
+    """Pair ``pred_dir`` with ``gt_dir`` and read every header, computing nothing: a missing or
+    empty folder, unpaired names or a bad file fail here (DataError naming it), before any
+    metric."""
     pairs = pair_files(pred_dir, gt_dir)
     converted: dict[str, list[str]] = {"prediction": [], "ground-truth": []}
     mismatched: list[str] = []
@@ -354,9 +402,18 @@ def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
         if actual:
             mismatched.append(f"{side} {path.name} is {actual}")
 
-    for _, pp, gp in pairs:  # headers only, before any metric: a bad file fails at once
+    for _, pp, gp in pairs:
         inspect(pp, "prediction")
         inspect(gp, "ground-truth")
+    return FolderPairs(Path(pred_dir), Path(gt_dir), pairs, converted, mismatched)
+
+
+def score_dirs(folders: FolderPairs, metrics: Sequence[str] | str = ALL_METRICS,
+               lpips_net: str = "alex", fid_ref=None, device: str = "cpu", progress: bool = True,
+               fid_batch_size: int = 50) -> dict:
+    """The metrics of an inspected folder pair → result dict (schema above). The LPIPS and FID
+    networks are loaded once per process (shared by every call)."""
+    pairs = folders.pairs
 
     def items():
         for name, pp, gp in pairs:
@@ -364,20 +421,31 @@ def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
 
     res = _evaluate(items(), len(pairs), metrics, lpips_net, fid_ref, device, progress,
                     fid_batch_size, gt_files=[g for _, _, g in pairs],
-                    gt_label=str(Path(gt_dir)))
-    for side, rows in converted.items():
+                    gt_label=str(folders.gt_dir))
+    for side, rows in folders.converted.items():
         if rows:
             res["protocol"]["notes"].append(
                 f"{len(rows)} {side} file(s) were converted to 8-bit RGB on reading (scored after "
                 f"conversion; see ugpnet.io): {listing(sorted(rows))}")
-    if mismatched:
+    if folders.mismatched:
         res["protocol"]["notes"].append(
-            f"{len(mismatched)} file(s) hold another format than their extension says (a lossy "
-            f"JPEG named .png changes the scores; re-export them as real PNG): "
-            f"{listing(sorted(mismatched))}")
-    res["protocol"]["pred_dir"] = str(Path(pred_dir))
-    res["protocol"]["gt_dir"] = str(Path(gt_dir))
+            f"{len(folders.mismatched)} file(s) hold another format than their extension says (a "
+            f"lossy JPEG named .png changes the scores; re-export them as real PNG): "
+            f"{listing(sorted(folders.mismatched))}")
+    res["protocol"]["pred_dir"] = str(folders.pred_dir)
+    res["protocol"]["gt_dir"] = str(folders.gt_dir)
     return res
+
+
+def evaluate_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
+                  metrics: Sequence[str] | str = ALL_METRICS, lpips_net: str = "alex", fid_ref=None,
+                  device: str = "cpu", progress: bool = True, fid_batch_size: int = 50) -> dict:
+    """Evaluate ``pred_dir`` against ``gt_dir`` (paired by name) → result dict (schema above).
+
+    ``fid_ref``: ``None``/``"gt"`` (paired ground truth, stats cached per GT content), an ``.npz``
+    with ``mu``/``sigma``, or another image folder."""
+    return score_dirs(inspect_dirs(pred_dir, gt_dir), metrics, lpips_net, fid_ref, device,
+                      progress, fid_batch_size)
 
 
 def evaluate_arrays(items: Iterable[tuple[str, np.ndarray, np.ndarray]],

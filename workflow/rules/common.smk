@@ -57,7 +57,6 @@ wildcard_constraints:
     did="[0-9a-f]{8}",
     method="[A-Za-z0-9_]+",
     stage="[A-Za-z0-9_]+",
-    output="|".join(PLAN.all_outputs()),
 
 
 def dirname(path):

@@ -23,16 +23,17 @@ rule restore:
 
 
 rule evaluate:
+    # one job per (method, task): every output folder the plan says (test split, and val where
+    # the outputs tables need it) scored in one process into one file
     input:
-        restored=f"{RES}/restored/{{method}}/{{task}}/test/manifest.json",
+        restored=lambda w: [PLAN.restored_manifest(w.method, w.task, split)
+                            for split in PLAN.evaluation_splits(w.method, w.task)],
         gt=rules.prepare.output.manifest,
     output:
         metrics=f"{RES}/metrics/{{method}}/{{task}}.json",
     params:
         metrics=CFG["metrics"],
-        names=",".join(CFG["metrics"]["names"]),
-        pred=lambda w, input: dirname(input.restored),
-        gt=PLAN.gt_dir("test"),
+        splits=lambda w: PLAN.evaluation_splits(w.method, w.task),
     threads: CFG["threads"]["eval"]
     conda:
         ENV
@@ -41,53 +42,33 @@ rule evaluate:
     benchmark:
         f"{BENCH}/evaluate/{{method}}_{{task}}.tsv",
     shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet evaluate"
-        " --pred {params.pred} --gt {params.gt} --metrics {params.names}"
-        " --lpips-net {params.metrics[lpips_net]} --fid-ref {params.metrics[fid_ref]}"
-        " --gt-manifest {input.gt} --out {output.metrics} > {log} 2>&1"
+        "\"$UGPNET_PYTHON\" -m ugpnet evaluate --method {wildcards.method} --task {wildcards.task}"
+        " --threads {threads} --no-progress --out {output.metrics} > {log} 2>&1"
 
 
-rule evaluate_val_output:
-    # every output of a method that has several (e.g. intermediate images), on the val split
-    input:
-        restored=f"{RES}/restored/{{method}}/{{task}}/val/manifest.json",
-        gt=rules.prepare.output.manifest,
-    output:
-        metrics=f"{RES}/metrics_val/{{method}}/{{task}}/{{output}}.json",
-    params:
-        metrics=CFG["metrics"],
-        names=",".join(CFG["metrics"]["names"]),
-        pred=lambda w: PLAN.restored_dir(w.method, w.task, "val", w.output),
-        gt=PLAN.gt_dir("val"),
-    threads: CFG["threads"]["eval"]
-    conda:
-        ENV
-    log:
-        f"{LOGS}/evaluate_val_{{method}}_{{task}}_{{output}}.log",
-    benchmark:
-        f"{BENCH}/evaluate_val_output/{{method}}_{{task}}_{{output}}.tsv",
-    shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet evaluate"
-        " --pred {params.pred} --gt {params.gt} --metrics {params.names}"
-        " --lpips-net {params.metrics[lpips_net]} --gt-manifest {input.gt}"
-        " --out {output.metrics} > {log} 2>&1"
+# every output of the methods that have several, and the degraded input of their tasks, per
+# split: val_outputs.csv and test_outputs.csv, one rule each
+for _split in ("val", "test"):
 
-
-rule val_outputs:
-    input:
-        [f for _, _, _, f in PLAN.val_output_records()],
-    output:
-        csv=PLAN.val_outputs_csv(),
-    params:
-        methods=PLAN.multi_output_methods(),
-    conda:
-        ENV
-    log:
-        f"{LOGS}/val_outputs.log",
-    benchmark:
-        f"{BENCH}/val_outputs/val_outputs.tsv",
-    shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet table --which outputs --out {output.csv} > {log} 2>&1"
+    rule:
+        name:
+            f"{_split}_outputs"
+        input:
+            sorted({f for _, _, _, f in PLAN.output_records()}),
+        output:
+            csv=PLAN.outputs_csv(_split),
+        params:
+            methods=PLAN.multi_output_methods(),
+            split=_split,
+        conda:
+            ENV
+        log:
+            f"{LOGS}/{_split}_outputs.log",
+        benchmark:
+            f"{BENCH}/{_split}_outputs/{_split}_outputs.tsv",
+        shell:
+            "\"$UGPNET_PYTHON\" -m ugpnet table --which outputs --split {params.split}"
+            " --out {output.csv} > {log} 2>&1"
 
 
 rule table1:
