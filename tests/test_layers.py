@@ -22,8 +22,9 @@ ALLOWED = {
     # losses reuse the LPIPS model of the metrics (one LPIPS, same protocol)
     "ugpnet.losses": {"ugpnet.checkpoints", "ugpnet.errors", "ugpnet.io", "ugpnet.metrics",
                       "ugpnet.pretrained", "ugpnet.registry"},
-    "ugpnet.models": {"ugpnet.checkpoints", "ugpnet.errors", "ugpnet.io", "ugpnet.pretrained",
-                      "ugpnet.registry"},
+    # models: RRDBNet's bicubic residual uses the SR degradation's own bicubic kernel
+    "ugpnet.models": {"ugpnet.checkpoints", "ugpnet.degradations", "ugpnet.errors", "ugpnet.io",
+                      "ugpnet.pretrained", "ugpnet.registry"},
 }
 # what made a file (code version, content digests): beside io, used from training upwards
 ALLOWED["ugpnet.provenance"] = {"ugpnet"}

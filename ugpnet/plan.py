@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .methods import (Data, MethodModel, Previous, Prior, StageContext, UserFile, check_task,
                       get_kind)
 from .methods.contract import MethodKind, Stage
+from .models.options import beyond_paper, strip_official
 from .provenance import digest_of, input_digest
 from .training.common import resolve_precision
 from .training.run import operational_of, strip_operational
@@ -89,10 +90,28 @@ class Plan:
         """The configuration slice that defines a stage's result, without operational keys
         (what the workflow reruns on, and what enters the stage's identity)."""
         self.stage(method, task, stage)
-        out = strip_operational(self.kind(method).stage_config(self.cfg, method, task, stage))
+        # options beyond the paper at their official value are left out: runs made before an
+        # option existed keep their identity
+        out = strip_official(strip_operational(
+            self.kind(method).stage_config(self.cfg, method, task, stage)))
         if self.cfg.get("train_precision", "fp32") != "fp32":  # fp32 runs keep their identity
             out["train_precision"] = self.cfg["train_precision"]
         return out
+
+    def options_beyond_paper(self, method: str) -> list[str]:
+        """How the tables name the options beyond the paper (:mod:`ugpnet.models.options`) that
+        any stage of ``method`` runs with in Table 1's tasks, e.g. ``["fusion x_reg skip",
+        "restoration skip = input (denoise, deblur)"]``; empty for the official networks."""
+        per_label: dict[str, list[str]] = {}
+        tasks = [t for m, t in self.table_cells() if m == method]
+        for task in tasks:
+            for st in self.stages(method, task):
+                raw = self.kind(method).stage_config(self.cfg, method, task, st.name)
+                for label in beyond_paper(raw):
+                    if task not in per_label.setdefault(label, []):
+                        per_label[label].append(task)
+        return [label if len(ts) == len(tasks) else f"{label} ({', '.join(ts)})"
+                for label, ts in per_label.items()]
 
     def outputs(self, method: str) -> tuple[str, ...]:
         return tuple(self.kind(method).outputs)

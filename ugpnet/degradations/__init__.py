@@ -14,12 +14,13 @@ from .motion import (DEFAULT_GENERATOR, bank_manifest_path, blur, blur_float, ge
                      kernel_size_for, load_kernel_bank, load_kernel_bank_with_manifest,
                      write_kernel_bank)
 from .noise import add_noise, poisson_gaussian
-from .resize import bicubic_downsample, bicubic_upsample, imresize, resize_library_info, sr_input
+from .resize import (bicubic_downsample, bicubic_upsample, bicubic_upsample_matrix, imresize,
+                     resize_library_info, sr_input)
 
 __all__ = [
     "TASKS", "TASK_IDS", "degrade_folder", "degrade_image", "image_rng", "output_name",
     "stable_hash", "verify_folder", "DEFAULT_GENERATOR", "bank_manifest_path", "blur",
     "blur_float", "generate_kernel_bank", "kernel_size_for", "load_kernel_bank",
     "load_kernel_bank_with_manifest", "write_kernel_bank", "add_noise", "poisson_gaussian",
-    "bicubic_downsample", "bicubic_upsample", "imresize", "resize_library_info", "sr_input",
+    "bicubic_downsample", "bicubic_upsample", "bicubic_upsample_matrix", "imresize", "resize_library_info", "sr_input",
 ]

@@ -85,6 +85,20 @@ def bicubic_upsample(lr_u8: np.ndarray, scale: int) -> np.ndarray:
     return _to_u8(up)
 
 
+def bicubic_upsample_matrix(n: int, scale: int) -> np.ndarray:
+    """The ``[n * scale, n]`` matrix ``M`` of the same MATLAB bicubic upsampling along one axis
+    (float64, unrounded): ``M @ x`` upsamples the columns of ``x``; ``M_h @ X @ M_w.T`` equals
+    :func:`imresize` of ``X`` by ``scale`` (the kernel is separable and linear). Lets a network
+    add exactly this bicubic image as a differentiable residual (RRDBNet ``bicubic_residual``)."""
+    resize, interp = _resize_right()
+    scale = _check_scale(scale)
+    eye = np.eye(int(n), dtype=np.float64)
+    m = resize(eye, scale_factors=[float(scale), 1.0], interp_method=interp.cubic,
+               antialiasing=True, pad_mode="symmetric")
+    assert m.shape == (n * scale, n), m.shape
+    return m
+
+
 def sr_input(lr_u8: np.ndarray, mode: str, scale: int) -> np.ndarray:
     """What an SR method receives: ``'lr'`` the LR image itself (RRDBNet), ``'bicubic_up'`` the
     LR image bicubically upsampled back to the HR size (face restoration methods)."""

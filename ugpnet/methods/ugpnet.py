@@ -24,7 +24,7 @@ import torch
 from ..checkpoints import load_state_dict_strict, read_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..models.build import (backbone_name, build_discriminator, build_restoration,
-                            build_synthesis, build_ugpnet)
+                            build_synthesis, build_ugpnet, restoration_skip)
 from ..training.augment import CycleAugment
 from ..training.prior import load_prior
 from .common import (bench_precision, data_options, final_weights, loaders, new_run,
@@ -82,6 +82,7 @@ class UGPNetKind(MethodKind):
             out["pretrained"] = (m.get("pretrained") or {}).get(task)
             out["init_from"] = (m.get("init_from") or {}).get(task)
             out["frozen_direct"] = frozen_direct(m, task)
+            out["restoration_skip"] = restoration_skip(m, task)
         else:
             out["stylegan2"] = {k: v for k, v in cfg["stylegan2"].items()
                                 if k not in ("pretrain", "checkpoint")}
@@ -94,6 +95,12 @@ class UGPNetKind(MethodKind):
         if stage != "restoration":
             return
         m = cfg["methods"][method]
+        skip = restoration_skip(m, task)
+        if skip != "none" and _backbone_kind(m, task) == "direct":
+            raise ConfigError(
+                f"methods.{method}.restoration_skip.{task} = '{skip}', but the backbone "
+                f"'{backbone_name(m, task)}' is direct (its output is x_reg and has no skip): "
+                f"set restoration_skip.{task}: none")
         other = (m.get("init_from") or {}).get(task)
         if other is not None and "pretrained" not in inputs:
             theirs = cfg["methods"][other].get("backbone")
@@ -129,7 +136,8 @@ class UGPNetKind(MethodKind):
         bname = backbone_name(m, task)
         train_loader, val_loader = loaders(ctx, train, self.input_mode(m, task))
         options = {"backbone": bname, "backbone_kwargs": cfg["backbones"][bname][task],
-                   "stage_options": st, "stylegan2": cfg["stylegan2"], "fusion": m["fusion"],
+                   "restoration_skip": restoration_skip(m, task), "stage_options": st,
+                   "stylegan2": cfg["stylegan2"], "fusion": m["fusion"],
                    "inputs": {k: str(v) for k, v in ctx.inputs.items()}, **data_options(ctx)}
         restoration = build_restoration(cfg, ctx.method, task)
         common = dict(train=train, train_loader=train_loader, val_loader=val_loader,

@@ -62,11 +62,28 @@ def build_backbone(cfg: Mapping, name: str, task: str):
         raise ConfigError(f"backbones.{name}.{task} does not fit {cls.__name__}: {e}") from None
 
 
+def restoration_skip(mcfg: Mapping, task: str) -> str:
+    """The restoration module's global skip for ``task`` (an option beyond the paper, see
+    :mod:`.options`): ``restoration_skip: value`` or ``{task: value}``; ``none`` when absent."""
+    skip = mcfg.get("restoration_skip", "none")
+    if isinstance(skip, Mapping):
+        skip = skip.get(task, "none")
+    return skip
+
+
 def build_restoration(cfg: Mapping, method: str, task: str):
     from .restoration import RestorationModule
 
-    name = backbone_name(cfg["methods"][method], task)
-    return RestorationModule(build_backbone(cfg, name, task))
+    m = cfg["methods"][method]
+    name = backbone_name(m, task)
+    skip = restoration_skip(m, task)
+    try:
+        return RestorationModule(build_backbone(cfg, name, task), skip=skip)
+    except ValueError as e:
+        if skip == "none":
+            raise
+        raise ConfigError(f"methods.{method}.restoration_skip for task '{task}' is '{skip}': "
+                          f"{e}") from None
 
 
 def build_ugpnet(cfg: Mapping, method: str, task: str):
@@ -84,5 +101,6 @@ def build_ugpnet(cfg: Mapping, method: str, task: str):
     fusion = FusionModule(syn_channels=synthesis.generator.feature_channels,
                           reg_channels=restoration.feature_channels,
                           channels=restoration.feature_channels,
-                          num_blocks=m["fusion"]["num_blocks"])
+                          num_blocks=m["fusion"]["num_blocks"],
+                          xreg_skip=m["fusion"].get("xreg_skip", False))
     return UGPNet(restoration, synthesis, fusion)

@@ -11,6 +11,14 @@
 
 The structure encoder / merging net are initialised like the official code (Kaiming normal,
 fan_out, leaky_relu); the backbone keeps its own initialisation or pretrained weights.
+
+``skip`` (an option beyond the paper; ``"none"`` is the official module bit for bit): a global
+residual for residual backbones, ``x_reg = base + Conv(f_reg)`` where ``Conv`` is R_mg's to-image
+conv without its LeakyReLU (a residual must be signed), zero-initialised, and ``base`` is the
+input (``"input"``) or the backbone's own output image (``"backbone"``). The module then starts at
+``base`` exactly instead of at a random image: at small scale the official R_se/R_mg, trained from
+scratch, stay under the blurred input for longer than an offline run can afford (params.yaml's
+smoke profile). Same parameters and key names; ``f_reg`` unchanged. Direct backbones take no skip.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ from torch import nn
 from .blocks import ConvBlock, ToImage, init_official
 
 MERGE_CHANNELS = 64
+SKIPS = ("none", "input", "backbone")
 
 
 def backbone_label(backbone: nn.Module) -> str:
@@ -43,31 +52,45 @@ class MergingNet(nn.Module):
         self.to_image = ToImage(channels)
         self.out_channels = channels
 
-    def forward(self, f: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def features(self, f: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             f = block(f)
+        return f
+
+    def forward(self, f: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(f)
         return self.to_image(f), f
 
 
 class RestorationModule(nn.Module):
     def __init__(self, backbone: nn.Module, se_channels: Optional[int] = None,
-                 check: bool = True):
+                 check: bool = True, skip: str = "none"):
         """``se_channels``: R_se output channels; default ``backbone.feature_channels`` (must
         equal it, since R'(x) + R_se(x) is a sum; kept as an argument to test the shape check).
         ``check``: run :func:`check_shapes` (a tiny dry forward) so that mismatched shapes fail
-        at build time."""
+        at build time. ``skip``: ``none`` (official) | ``input`` | ``backbone`` (module doc)."""
         super().__init__()
         self.backbone = backbone
         self.kind = getattr(backbone, "kind", None)
         if self.kind not in ("residual", "direct"):
             raise ValueError(f"backbone {backbone_label(backbone)!r} has kind {self.kind!r}; "
                              f"expected 'residual' or 'direct'")
+        if skip not in SKIPS:
+            raise ValueError(f"restoration skip must be one of {SKIPS}, got {skip!r}")
+        if skip != "none" and self.kind != "residual":
+            raise ValueError(f"restoration skip '{skip}' needs a residual backbone; "
+                             f"'{backbone_label(backbone)}' is direct (its output is x_reg): "
+                             f"use skip 'none'")
+        self.skip = skip
         if self.kind == "residual":
             c = int(se_channels if se_channels is not None else backbone.feature_channels)
             self.structure_encoder = ConvBlock(3, c)
             self.merging_net = MergingNet(c)
             init_official(self.structure_encoder)
             init_official(self.merging_net)
+            if skip != "none":  # start at the base image: the correction is zero
+                nn.init.zeros_(self.merging_net.to_image.conv.weight)
+                nn.init.zeros_(self.merging_net.to_image.conv.bias)
             self.feature_channels = self.merging_net.out_channels
         else:
             self.structure_encoder = None
@@ -87,14 +110,19 @@ class RestorationModule(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "direct":
             return self.backbone(x, return_feature=True)
-        _, feat = self.backbone(x, return_feature=True)
+        image, feat = self.backbone(x, return_feature=True)
         se = self.structure_encoder(x)
         if feat.shape != se.shape:
             raise ValueError(
                 f"backbone '{backbone_label(self.backbone)}' returns features of shape "
                 f"{tuple(feat.shape)} but structure_encoder gives {tuple(se.shape)}; set "
                 f"feature_channels correctly (R'(x) + R_se(x) needs identical shapes)")
-        x_reg, f_reg = self.merging_net(feat + se)
+        if self.skip == "none":
+            x_reg, f_reg = self.merging_net(feat + se)
+        else:
+            f_reg = self.merging_net.features(feat + se)
+            base = x if self.skip == "input" else image
+            x_reg = self.merging_net.to_image.conv(f_reg) + base
         # the 3-channel image in the default layout for every consumer (losses, augmentation);
         # f_reg keeps the input's memory format (channels-last inside UGPNet)
         return x_reg.contiguous(), f_reg

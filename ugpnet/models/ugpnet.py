@@ -2,7 +2,8 @@
 
 - restoration: ``x_reg, f_reg = R(x)`` (residual nets: ``x_reg = R_mg(R'(x) + R_se(x))``)
 - synthesis:   ``x_syn, f_syn = G(E(x_reg))`` in BDInvert's F/W+ space
-- fusion:      ``x_hat = Conv(R_fusion(Conv(f_syn) + f_reg))`` (Eq. 1)
+- fusion:      ``x_hat = Conv(R_fusion(Conv(f_syn) + f_reg))`` (Eq. 1; ``+ x_reg`` with the
+  ``xreg_skip`` option, see :mod:`.fusion`)
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class UGPNet(nn.Module):
         assert f_syn.shape[-2:] == f_reg.shape[-2:], (
             f"f_syn {tuple(f_syn.shape)} and f_reg {tuple(f_reg.shape)} must share their spatial "
             f"size: the restoration output resolution must equal the StyleGAN2 size")
-        x_hat = self.fusion(f_syn, f_reg)
+        x_hat = self.fusion(f_syn, f_reg, x_reg)
         return {"x_hat": x_hat.contiguous(), "x_reg": x_reg.contiguous(), "x_syn": x_syn}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
