@@ -261,3 +261,36 @@ def test_a_metric_file_of_another_schema_is_refused(run, capsys):
     err = capsys.readouterr().err
     assert plan.metrics_file("input", TASK) in err and BUNDLE_SCHEMA in err
     assert "ugpnet evaluate --method" in err
+
+
+def test_tables_name_the_options_beyond_the_paper(run, capsys):
+    """A row that ran with options beyond the paper says so in the CSV, its JSON and the plot's
+    footnote; an official row says nothing (tests/test_options.py: what the options are)."""
+    root, plan = run
+    for m in CELLS:
+        assert _cli(root, "evaluate", "--method", m, "--task", TASK, "--no-progress") == 0
+    table = root / "out" / "table1.csv"
+    on = ["--set", "methods.ugpnet.fusion.xreg_skip=true",
+          "--set", f"methods.ugpnet.restoration_skip.{TASK}=input"]
+    assert _cli(root, *on, "table", "--which", "table1", "--out", str(table)) == 0
+    printed = capsys.readouterr().out
+    df = pd.read_csv(table, index_col="method", keep_default_na=False)
+    meta = json.loads(table.with_suffix(".json").read_text())
+    want = ["restoration skip = input", "fusion x_reg skip"]
+    assert sorted(meta["options_beyond_paper"]["ugpnet"]) == sorted(want)
+    assert meta["options_beyond_paper"]["input"] == []
+    assert sorted(df.loc["ugpnet", "options"].split("; ")) == sorted(want)
+    assert df.loc["input", "options"] == ""
+    assert "not the paper's networks" in printed and "fusion x_reg skip" in printed
+    out = Path(plan.outputs_csv("test"))
+    assert _cli(root, *on, "table", "--which", "outputs", "--split", "test", "--out",
+                str(out)) == 0
+    rows = pd.read_csv(out, keep_default_na=False)
+    assert set(rows.loc[rows["method"] == "ugpnet", "options"]) == {"; ".join(
+        meta["options_beyond_paper"]["ugpnet"])}
+    assert set(rows.loc[rows["method"] == "input", "options"]) == {""}
+    # the official configuration: no options anywhere
+    assert _cli(root, "table", "--which", "table1", "--out", str(table)) == 0
+    meta = json.loads(table.with_suffix(".json").read_text())
+    assert all(v == [] for v in meta["options_beyond_paper"].values())
+    assert "not the paper's networks" not in capsys.readouterr().out

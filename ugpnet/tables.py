@@ -45,12 +45,28 @@ def table1(records: Iterable[tuple[str, str, str, Path]], metrics: Iterable[str]
     return df
 
 
+def options_column(options: Mapping[str, Iterable[str]], methods: Iterable[str]) -> list[str]:
+    """The ``options`` cell of each method: its options beyond the paper, ``; ``-joined (empty
+    for the official network; see :mod:`ugpnet.models.options`)."""
+    return ["; ".join(options.get(m, ())) for m in methods]
+
+
+def options_footnote(options: Mapping[str, Iterable[str]]) -> str:
+    """One line naming every method that ran with options beyond the paper, or ``""``."""
+    named = [f"{m}: {', '.join(o)}" for m, o in options.items() if o]
+    return ("not the paper's networks, options beyond the paper: " + "; ".join(named)) \
+        if named else ""
+
+
 def write_csv(df: pd.DataFrame, path: str | Path, meta: Mapping | None = None,
-              families: Mapping[str, str] | None = None) -> None:
-    """Flat CSV: ``method, [family,] <task>_<metric>...``; ``meta`` goes to a JSON beside it,
-    written first, so a CSV (the completion marker) always has its JSON."""
+              families: Mapping[str, str] | None = None,
+              options: Mapping[str, Iterable[str]] | None = None) -> None:
+    """Flat CSV: ``method, [family,] [options,] <task>_<metric>...``; ``meta`` goes to a JSON
+    beside it, written first, so a CSV (the completion marker) always has its JSON."""
     flat = df.copy()
     flat.columns = [f"{t}_{m}" for t, m in df.columns]
+    if options is not None:
+        flat.insert(0, "options", options_column(options, flat.index))
     if families is not None:
         flat.insert(0, "family", [families.get(m, "") for m in flat.index])
     if meta is not None:
@@ -61,8 +77,9 @@ def write_csv(df: pd.DataFrame, path: str | Path, meta: Mapping | None = None,
         flat.to_csv(tmp, float_format="%.4f")
 
 
-def plot_table(df: pd.DataFrame, path: str | Path, title: str) -> None:
-    """One panel per metric: grouped bars (task × method), arrows saying which way is better."""
+def plot_table(df: pd.DataFrame, path: str | Path, title: str, footnote: str = "") -> None:
+    """One panel per metric: grouped bars (task × method), arrows saying which way is better;
+    ``footnote`` (e.g. :func:`options_footnote`) is printed under the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,7 +101,14 @@ def plot_table(df: pd.DataFrame, path: str | Path, title: str) -> None:
             if leg:
                 leg.remove()
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if footnote:
+        import textwrap
+
+        fig.text(0.01, 0.01, textwrap.fill(footnote, 40 * len(metrics)), fontsize=8,
+                 ha="left", va="bottom")
+        fig.tight_layout(rect=(0, 0.05 * (1 + len(footnote) // (40 * len(metrics))), 1, 1))
+    else:
+        fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

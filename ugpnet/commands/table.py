@@ -37,7 +37,7 @@ def run(args) -> int:
     if args.which == "timing":
         return _timing(plan, args)
     from ..provenance import describe_code
-    from ..tables import plot_table, table1, write_csv
+    from ..tables import options_footnote, plot_table, table1, write_csv
 
     # the method's result (its first output) on the test split, from its metric file
     records = [(m, task, plan.outputs(m)[0], _metrics_file(plan, args, m, task))
@@ -46,8 +46,10 @@ def run(args) -> int:
     families = {m: plan.family(m) for m in df.index}
     sources = {f"{m}/{task}": _source(p, output) for m, task, output, p in records}
     codes = sorted({describe_code(s["code"]) for s in sources.values() if s.get("code")})
+    options = {m: plan.options_beyond_paper(m) for m in df.index}
     meta = {"profile": cfg["profile"], "experiment": cfg["experiment"], "note": _note(cfg),
-            "families": families, "code_versions": codes, "sources": sources}
+            "options_beyond_paper": options, "families": families, "code_versions": codes,
+            "sources": sources}
     if len(codes) > 1 or any("(dirty)" in c for c in codes):
         meta["warning"] = ("the cells were made by different or uncommitted code versions "
                            "(code_versions); code changes do not rerun finished work, see "
@@ -58,9 +60,11 @@ def run(args) -> int:
     Path(args.out).unlink(missing_ok=True)
     plot_table(df, Path(args.out).with_suffix(".png"),
                f"Table 1 ({cfg['profile']} profile, experiment {cfg['experiment']}: "
-               f"{_note(cfg)})")
-    write_csv(df, args.out, meta, families=families)
+               f"{_note(cfg)})", footnote=options_footnote(options))
+    write_csv(df, args.out, meta, families=families, options=options)
     print(df.round(4).to_string())
+    if options_footnote(options):
+        print(options_footnote(options))
     return 0
 
 
@@ -98,11 +102,13 @@ def _outputs(plan, args) -> int:
     """Each output of the methods that have several (intermediate images), and the degraded
     input of their tasks, on one split."""
     from ..io import atomic_path
-    from ..tables import stage_summary
+    from ..tables import options_column, stage_summary
 
     records = [(m, t, o, _metrics_file(plan, args, m, t)) for m, t, o, _ in plan.output_records()]
     df = stage_summary(records, args.split or "val")
     if len(df):
+        options = {m: plan.options_beyond_paper(m) for m in df["method"].unique()}
+        df.insert(3, "options", options_column(options, df["method"]))
         # the reference row is the degraded input (the x_reg/x_hat bar to clear); tasks grouped
         ref = df["method"].map(lambda m: plan.family(m) == "reference")
         df.loc[ref, "output"] = "input"
