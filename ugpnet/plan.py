@@ -100,8 +100,9 @@ class Plan:
 
     def options_beyond_paper(self, method: str) -> list[str]:
         """How the tables name the options beyond the paper (:mod:`ugpnet.models.options`) that
-        any stage of ``method`` runs with in Table 1's tasks, e.g. ``["fusion x_reg skip",
-        "restoration skip = input (denoise, deblur)"]``; empty for the official networks."""
+        any stage of ``method`` runs with in Table 1's tasks, each label followed by its tasks
+        in parentheses when not all of the method's tasks use it; empty for the official
+        networks."""
         per_label: dict[str, list[str]] = {}
         tasks = [t for m, t in self.table_cells() if m == method]
         for task in tasks:
