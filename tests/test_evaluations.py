@@ -286,8 +286,9 @@ def test_tables_name_the_options_beyond_the_paper(run, capsys):
     assert _cli(root, *on, "table", "--which", "outputs", "--split", "test", "--out",
                 str(out)) == 0
     rows = pd.read_csv(out, keep_default_na=False)
-    assert set(rows.loc[rows["method"] == "ugpnet", "options"]) == {"; ".join(
-        meta["options_beyond_paper"]["ugpnet"])}
+    assert set(rows.loc[rows["method"] == "ugpnet", "options"]) == {
+        "; ".join(plan.options_beyond_paper("ugpnet", TASK))} == {"; ".join(
+            meta["options_beyond_paper"]["ugpnet"])}
     assert set(rows.loc[rows["method"] == "input", "options"]) == {""}
     # the official configuration: no options anywhere
     assert _cli(root, "table", "--which", "table1", "--out", str(table)) == 0

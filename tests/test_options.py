@@ -190,3 +190,8 @@ def test_smoke_profile_names_its_options(repo_root, monkeypatch):
     assert "fusion x_reg skip" in ugp and "RRDBNet bicubic residual (sr)" in ugp
     assert any(o.startswith("restoration skip = ") and o.endswith("(denoise, deblur)")
                for o in ugp)
+    # one task's own options, without the task list
+    assert sorted(plan.options_beyond_paper("ugpnet", "sr")) == ["RRDBNet bicubic residual",
+                                                                 "fusion x_reg skip"]
+    assert plan.options_beyond_paper("ugpnet", "denoise")[0].startswith("restoration skip = ")
+    assert "RRDBNet bicubic residual" not in plan.options_beyond_paper("ugpnet", "denoise")

@@ -98,19 +98,19 @@ class Plan:
             out["train_precision"] = self.cfg["train_precision"]
         return out
 
-    def options_beyond_paper(self, method: str) -> list[str]:
+    def options_beyond_paper(self, method: str, task: str | None = None) -> list[str]:
         """How the tables name the options beyond the paper (:mod:`ugpnet.models.options`) that
         any stage of ``method`` runs with in Table 1's tasks, each label followed by its tasks
         in parentheses when not all of the method's tasks use it; empty for the official
-        networks."""
+        networks. With ``task``: the options of that task alone, without the parentheses."""
         per_label: dict[str, list[str]] = {}
-        tasks = [t for m, t in self.table_cells() if m == method]
-        for task in tasks:
-            for st in self.stages(method, task):
-                raw = self.kind(method).stage_config(self.cfg, method, task, st.name)
+        tasks = [t for m, t in self.table_cells() if m == method and task in (None, t)]
+        for t in tasks:
+            for st in self.stages(method, t):
+                raw = self.kind(method).stage_config(self.cfg, method, t, st.name)
                 for label in beyond_paper(raw):
-                    if task not in per_label.setdefault(label, []):
-                        per_label[label].append(task)
+                    if t not in per_label.setdefault(label, []):
+                        per_label[label].append(t)
         return [label if len(ts) == len(tasks) else f"{label} ({', '.join(ts)})"
                 for label, ts in per_label.items()]
 

@@ -102,13 +102,13 @@ def _outputs(plan, args) -> int:
     """Each output of the methods that have several (intermediate images), and the degraded
     input of their tasks, on one split."""
     from ..io import atomic_path
-    from ..tables import options_column, stage_summary
+    from ..tables import stage_summary
 
     records = [(m, t, o, _metrics_file(plan, args, m, t)) for m, t, o, _ in plan.output_records()]
     df = stage_summary(records, args.split or "val")
     if len(df):
-        options = {m: plan.options_beyond_paper(m) for m in df["method"].unique()}
-        df.insert(3, "options", options_column(options, df["method"]))
+        df.insert(3, "options", ["; ".join(plan.options_beyond_paper(m, t))
+                                 for m, t in zip(df["method"], df["task"])])
         # the reference row is the degraded input (the x_reg/x_hat bar to clear); tasks grouped
         ref = df["method"].map(lambda m: plan.family(m) == "reference")
         df.loc[ref, "output"] = "input"
