@@ -76,10 +76,14 @@ def run(tmp_path):
                     seed += 1
                     write_png(folder / gt.name, _noisy(read_image(gt), SIGMA[output], seed))
             manifest = Path(plan.restored_manifest(m, TASK, split))
-            manifest.write_text(json.dumps({
-                "method": m, "task": TASK, "checkpoint": f"runs/{m}/model.pt",
-                "checkpoint_sha256": f"{m}-{split}-ckpt", "input_manifest": "lq/manifest.json",
-                "input_manifest_sha256": f"{m}-{split}-lq"}))
+            digests = {o: {p.name: sha256_file(p) for p in sorted(Path(
+                plan.restored_dir(m, TASK, split, o)).glob("*.png"))} for o in outputs}
+            manifest.write_text(json.dumps({  # as ugpnet restore writes it
+                "tool": "ugpnet restore", "method": m, "task": TASK,
+                "checkpoint": f"runs/{m}/model.pt", "checkpoint_sha256": f"{m}-{split}-ckpt",
+                "input_manifest": "lq/manifest.json", "input_manifest_sha256": f"{m}-{split}-lq",
+                "outputs": outputs, "sha256": digests[outputs[0]],
+                "intermediate_sha256": {o: digests[o] for o in outputs[1:]}}))
     return tmp_path, plan
 
 
@@ -202,6 +206,26 @@ def test_every_folder_is_checked_before_any_metric(run, capsys, no_metric):
     assert "im1.png" in capsys.readouterr().err
 
 
+def test_a_restored_folder_unlike_its_manifest_is_refused_before_any_metric(run, capsys,
+                                                                            no_metric):
+    """Issue 24: only a folder holding exactly the files its restore manifest records (names and
+    sha256, every output) is scored; a mixed or changed one is named with the restore to rerun."""
+    root, plan = run
+    x_reg = Path(plan.restored_dir("ugpnet", TASK, "test", "x_reg"))
+    write_png(x_reg / "im0.png", np.zeros((SIZE, SIZE, 3), np.uint8))  # another run's image
+    val = Path(plan.restored_manifest("ugpnet", TASK, "val"))
+    record = json.loads(val.read_text())
+    del record["intermediate_sha256"]  # a restore that recorded only its result's files
+    val.write_text(json.dumps(record))
+    out = root / "m.json"
+    assert _cli(root, "evaluate", "--method", "ugpnet", "--task", TASK, "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert f"{x_reg} (test split, output x_reg: not the files its restore manifest records" in err
+    assert "differ from their recorded sha256: im0.png" in err
+    assert f"{val} records no sha256 of the files of output 'x_syn'" in err
+    assert err.count("ugpnet restore --method ugpnet") == 2 and not out.exists()
+
+
 def test_method_mode_takes_metric_settings_from_the_configuration_only(run, capsys):
     root, plan = run
     assert _cli(root, "evaluate", "--method", "ugpnet", "--task", TASK, "--lpips-net", "vgg",
@@ -286,9 +310,8 @@ def test_tables_name_the_options_beyond_the_paper(run, capsys):
     assert _cli(root, *on, "table", "--which", "outputs", "--split", "test", "--out",
                 str(out)) == 0
     rows = pd.read_csv(out, keep_default_na=False)
-    assert set(rows.loc[rows["method"] == "ugpnet", "options"]) == {
-        "; ".join(plan.options_beyond_paper("ugpnet", TASK))} == {"; ".join(
-            meta["options_beyond_paper"]["ugpnet"])}
+    assert set(rows.loc[rows["method"] == "ugpnet", "options"]) == {"; ".join(
+        meta["options_beyond_paper"]["ugpnet"])}  # Table 1 has this one task
     assert set(rows.loc[rows["method"] == "input", "options"]) == {""}
     # the official configuration: no options anywhere
     assert _cli(root, "table", "--which", "table1", "--out", str(table)) == 0
