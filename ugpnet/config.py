@@ -15,6 +15,14 @@ items, validates the result against ``ugpnet/schemas/params.schema.yaml`` (unkno
 are errors, as in nanoGPT's configurator) and returns a plain dict. Models never see this dict:
 commands slice it and pass plain arguments (rosinality style).
 
+Each layer -- ``defaults``, every profile (not only the active one), ``overrides`` of every file,
+each ``--set`` item -- is also validated on its own against the same schema without ``required``
+(:func:`partial_schema`), so a bad value is an error even where a later layer replaces it. A key
+the user set (params.yaml ``overrides``, an override file, ``snakemake --config``, ``--set``, or a
+key dvc.yaml tracks that differs from the committed params.yaml, as ``dvc exp run -S`` makes) that
+a later layer replaces by another value is a warning on stderr (:func:`override_warnings`); a
+profile replacing ``defaults`` is the design and says nothing.
+
 Override files (``snakemake --configfile my.yaml``, ``ugpnet --configfile my.yaml``) have the same
 layout and are deep-merged over params.yaml in order (:func:`resolve_files`). Every error names its
 source -- ``params.yaml``, the override file, or the ``--set KEY=VALUE`` item -- and the key path.
@@ -27,11 +35,14 @@ files, ``--set`` values and the workflow (which re-reads the files Snakemake was
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
+import json
 import os
 import re
+import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import yaml
 
@@ -102,51 +113,128 @@ def parse_set_items(items: Iterable[str]) -> dict:
 
 
 def _schema() -> dict:
-    with open(SCHEMA_PATH, encoding="utf-8") as f:
+    return _schema_file(SCHEMA_PATH)
+
+
+def _schema_file(path: str | os.PathLike) -> dict:
+    """A schema file, parsed once per process and version of the file (a copy: callers own it)."""
+    path = Path(path)
+    st = path.stat()
+    return copy.deepcopy(_parsed_schema(str(path.resolve()), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_schema(path: str, mtime_ns: int, size: int) -> dict:
+    with open(path, encoding="utf-8") as f:
         return load_yaml(f)
+
+
+class Layer(NamedTuple):
+    """One partial configuration document, as merged: a section of a file or one ``--set`` item.
+
+    ``user``: set by the user for this run (params.yaml's ``overrides``, every section of an
+    override file or of ``snakemake --config``, a ``--set`` item), not the repository's design
+    (params.yaml's ``defaults`` and ``profiles``). ``edited``: key paths of this section that
+    dvc.yaml tracks and that differ from the committed file (what ``dvc exp run -S`` changes)."""
+
+    source: str                 # the file, "snakemake --config" or "--set KEY=VALUE"
+    section: tuple              # ("defaults",), ("profiles", name), ("overrides",); () for --set
+    part: Any                   # the partial document (None: the section is absent or empty)
+    user: bool = True
+    edited: frozenset = frozenset()
+
+    def key(self, path: tuple) -> str:
+        return ".".join(str(p) for p in self.section + tuple(path))
+
+    def setting(self, path: tuple, value: Any, note: str = "") -> str:
+        """``key = value (source[; note])``; a ``--set`` item is its own text."""
+        if not self.section and self.source.startswith("--set "):
+            return self.source
+        return f"{self.key(path)} = {json.dumps(value, default=str)} ({self.source}{note})"
+
+    def set_by_user(self, path: tuple) -> bool:
+        return self.user or tuple(path) in self.edited
+
+
+TOP_ONLY = ("profile", "experiment", "plugins")  # top-level keys of a file, not merged sections
+
+
+def file_layers(source: str, raw: Mapping, first: bool,
+                edited: Mapping[tuple, frozenset] | None = None) -> list[Layer]:
+    """Every section of one file, in file order: ``defaults``, each profile (all of them, not only
+    the active one), ``overrides``. ``first``: params.yaml itself, whose ``defaults`` and
+    ``profiles`` are the design; in a later file every section is the user's."""
+    edited = edited or {}
+    profiles = raw.get("profiles")
+    sections = [("defaults",)]
+    sections += [("profiles", name) for name in profiles] if isinstance(profiles, Mapping) else []
+    sections.append(("overrides",))
+    parts = [_get(raw, s) for s in sections]
+    return [Layer(source, s, None if part is _MISSING else part,
+                  user=not first or s == ("overrides",), edited=edited.get(s, frozenset()))
+            for s, part in zip(sections, parts)]
+
+
+def set_layers(sets: Iterable[str]) -> list[Layer]:
+    return [Layer(f"--set {item}", (), parse_set_items([item])) for item in sets or []]
+
+
+def applied_layers(files: list[list[Layer]], profile: str, sets: list[Layer]) -> list[Layer]:
+    """The layers that make a resolved configuration, in merge order: every file's ``defaults``,
+    then every file's ``profiles.<profile>``, then every file's ``overrides``, then the ``--set``
+    items (files are merged first, then the sections: see :func:`resolve`)."""
+    order = [("defaults",), ("profiles", profile), ("overrides",)]
+    return [layer for section in order for layers in files for layer in layers
+            if layer.section == section] + sets
+
+
+_MISSING = object()
+
+
+def _get(tree: Any, path: tuple) -> Any:
+    for key in path:
+        if not isinstance(tree, Mapping) or key not in tree:
+            return _MISSING
+        tree = tree[key]
+    return tree
+
+
+def _defined_at(tree: Any, path: tuple) -> tuple | None:
+    """The part of ``path`` that ``tree`` sets when merged: ``path`` itself, a prefix of it that
+    ``tree`` replaces by a non-mapping value, or None."""
+    for i, key in enumerate(path):
+        if not isinstance(tree, Mapping):  # a value replaced at a prefix of the path
+            return tuple(path[:i]) if i else None  # (an absent layer sets nothing)
+        if key not in tree:
+            return None
+        tree = tree[key]
+    return tuple(path)
+
+
+def _leaves(tree: Any, path: tuple = ()) -> Iterable[tuple[tuple, Any]]:
+    """``(path, value)`` of every value a partial document sets (an empty mapping sets nothing)."""
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            yield from _leaves(value, path + (key,))
+    elif path:
+        yield path, tree
 
 
 class Sources:
     """Where each key of a resolved configuration came from, to name it in error messages.
 
-    ``layers`` are ``(name, raw)`` pairs in merge order (params.yaml first, then override files);
-    ``sets`` the ``--set`` items. A key path is blamed on the last layer that sets it (or, for a
-    missing required key, the first layer that defines the mapping)."""
+    ``names``: the files (and ``--set``) in merge order; ``layers``: the applied :class:`Layer`s
+    in merge order. A key path is blamed on the last layer that sets it (or, for a missing
+    required key, the first layer that defines the mapping)."""
 
-    def __init__(self, layers: Iterable[tuple[str, Mapping]], profile: str, sets: Iterable[str] = ()):
-        self.names = []
-        self.parts: list[tuple[str, Mapping]] = []
-        for name, raw in layers:
-            raw = raw if isinstance(raw, Mapping) else {}
-            self.names.append(name)
-            prof = (raw.get("profiles") or {}).get(profile) if isinstance(raw.get("profiles"), Mapping) else None
-            part: dict = {}
-            for piece in (raw.get("defaults"), prof, raw.get("overrides")):
-                if isinstance(piece, Mapping):
-                    part = deep_merge(part, piece)
-            for key in ("profile", "experiment", "plugins"):
-                if key in raw:
-                    part[key] = raw[key]
-            self.parts.append((name, part))
-        for item in sets or []:
-            self.parts.append((f"--set {item}", parse_set_items([item])))
-        if sets:
-            self.names.append("--set")
-
-    @staticmethod
-    def _defines(tree: Any, path: tuple) -> bool:
-        for key in path:
-            if not isinstance(tree, Mapping):
-                return True  # a value replaced at a prefix of the path
-            if key not in tree:
-                return False
-            tree = tree[key]
-        return True
+    def __init__(self, names: Iterable[str], layers: Iterable[Layer]):
+        self.names = list(names)
+        self.layers = list(layers)
 
     def of(self, path: tuple, first: bool = False) -> str:
-        hits = [name for name, part in self.parts if self._defines(part, path)]
+        hits = [layer.source for layer in self.layers if _defined_at(layer.part, path) is not None]
         if not hits:
-            return " + ".join(self.names) or "params.yaml"
+            return self.describe()
         return hits[0] if first else hits[-1]
 
     def describe(self) -> str:
@@ -154,7 +242,9 @@ class Sources:
 
 
 def _schema_errors(schema: Mapping, instance, prefix: tuple = (),
-                   sources: Sources | None = None) -> list[str]:
+                   sources: Sources | str | None = None) -> list[str]:
+    """One line per schema error: the key path (after ``prefix``), the complaint and its source
+    (a :class:`Sources` blames the layer that set the key; a string is the source itself)."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema)
@@ -168,7 +258,10 @@ def _schema_errors(schema: Mapping, instance, prefix: tuple = (),
             if len(extra) == 1:  # name the misspelt key itself, not its parent
                 path = path + (extra[0],)
         where = ".".join(str(p) for p in path) or "(top level)"
-        src = f" [in {sources.of(path, first=e.validator == 'required')}]" if sources else ""
+        if isinstance(sources, Sources):
+            src = f" [in {sources.of(path, first=e.validator == 'required')}]"
+        else:
+            src = f" [in {sources}]" if sources else ""
         lines.append(f"  - {where}: {e.message}{src}")
     return lines
 
@@ -177,15 +270,14 @@ def kind_schema(kind) -> dict:
     """A method kind's schema (a dict, or a YAML file path), able to use the main ``$defs``."""
     schema = kind.schema
     if isinstance(schema, (str, os.PathLike)):
-        with open(schema, encoding="utf-8") as f:
-            schema = load_yaml(f)
+        schema = _schema_file(schema)
     return {"$defs": _schema()["$defs"], **dict(schema)}
 
 
 def validate(cfg: Mapping, source: str | Sources = "params.yaml") -> None:
     """Check ``cfg`` against the schema, each method entry against its kind's schema, and that
     Table 1 names defined methods. Each error line names the key path and its source."""
-    sources = source if isinstance(source, Sources) else Sources([(source, {})], cfg.get("profile"))
+    sources = source if isinstance(source, Sources) else Sources([source], [])
     lines = _schema_errors(_schema(), cfg, sources=sources)
     if not lines:
         from .methods import get_kind
@@ -198,10 +290,160 @@ def validate(cfg: Mapping, source: str | Sources = "params.yaml") -> None:
                 lines.append(f"  - table1.methods: '{name}' is not defined under methods "
                              f"(defined: {', '.join(sorted(cfg['methods']))}) "
                              f"[in {sources.of(('table1', 'methods'))}]")
+    _raise_invalid(lines, sources.describe())
+
+
+def _raise_invalid(lines: list[str], files: str) -> None:
     if lines:
-        raise ConfigError(f"invalid configuration ({sources.describe()}):\n" +
+        raise ConfigError(f"invalid configuration ({files}):\n" +
                           "\n".join(lines[:10]) + "\nFix that key or value in the file (or --set "
                           "item) named in [brackets]; misspelt keys are rejected on purpose.")
+
+
+# ------------------------------------------------------------------------ each layer on its own
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
+_SCHEMA_VALUES = ("enum", "const", "default", "examples")
+
+
+def partial_schema(schema: Any) -> Any:
+    """The schema of one layer, a partial document merged over the others: no ``required`` and
+    no ``minProperties`` (a layer sets only some keys of a mapping); unknown keys, types, enums
+    and minimums apply as in the resolved configuration."""
+    if isinstance(schema, list):
+        return [partial_schema(s) for s in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in ("required", "minProperties"):
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+            out[key] = {name: partial_schema(sub) for name, sub in value.items()}
+        else:
+            out[key] = value if key in _SCHEMA_VALUES else partial_schema(value)
+    return out
+
+
+def _layer_kind_errors(layer: Layer, kinds: Mapping[str, Any], schemas: dict) -> list[str]:
+    """Each method entry of ``layer`` against its kind's partial schema; the kind is the entry's
+    own, else the one the merged configuration gives the method (a profile's entry has none).
+    An unknown kind is reported by the resolved configuration's check, not here."""
+    from .methods import get_kind
+
+    methods = layer.part.get("methods") if isinstance(layer.part, Mapping) else None
+    lines: list[str] = []
+    for name, entry in (methods.items() if isinstance(methods, Mapping) else ()):
+        kind = entry.get("kind", kinds.get(name)) if isinstance(entry, Mapping) else None
+        if not isinstance(kind, str):
+            continue
+        if kind not in schemas:
+            try:
+                schemas[kind] = partial_schema(kind_schema(get_kind(kind)))
+            except ConfigError:
+                schemas[kind] = None
+        if schemas[kind] is not None:
+            lines += _schema_errors(schemas[kind], entry, layer.section + ("methods", name),
+                                    layer.source)
+    return lines
+
+
+def validate_layers(layers: Iterable[Layer], files: str) -> None:
+    """Check every layer on its own (unknown keys, types, values; see :func:`partial_schema`),
+    so a wrong value is an error even where a later layer replaces it. Each line names the key
+    path with its section (``profiles.smoke.data.resolution``) and the file or ``--set`` item."""
+    schema = partial_schema(_schema())
+    _raise_invalid([line for layer in layers if layer.part is not None
+                    for line in _schema_errors(schema, layer.part, layer.section, layer.source)],
+                   files)
+
+
+def validate_layer_methods(layers: Iterable[Layer], cfg: Mapping, files: str) -> None:
+    """Each layer's method entries against their kind's partial schema (after
+    :func:`validate_layers`, with the plugins imported); the kinds come from ``cfg``."""
+    kinds = {name: entry.get("kind") for name, entry in (cfg.get("methods") or {}).items()
+             if isinstance(entry, Mapping)}
+    schemas: dict = {}
+    _raise_invalid([line for layer in layers for line in _layer_kind_errors(layer, kinds, schemas)],
+                   files)
+
+
+# ------------------------------------------------------------ a layer overridden by a later one
+def override_warnings(layers: list[Layer], cfg: Mapping) -> list[str]:
+    """A warning for each key the user set (:attr:`Layer.user`, or a DVC-tracked key edited since
+    the last commit) that a later layer replaces by another value: the value that was set has no
+    effect. Profiles replacing ``defaults`` is the design (the paper protocol in ``defaults``,
+    profiles scaling it down) and says nothing unless the default was edited and DVC tracks it."""
+    out = []
+    for i, layer in enumerate(layers):
+        for path, value in _leaves(layer.part):
+            if path[0] in TOP_ONLY or not layer.set_by_user(path):
+                continue
+            if _get(cfg, path) == value:
+                continue
+            later = [(lt, at) for lt in layers[i + 1:]
+                     if (at := _defined_at(lt.part, path)) is not None]
+            if not later:
+                continue
+            by, at = later[-1]
+            why = "" if layer.user else ("; tracked by dvc.yaml and changed since the last commit, "
+                                         "so a DVC experiment records a value that is not used")
+            out.append(f"{layer.setting(path, value, why)} is overridden by "
+                       f"{by.setting(at, _get(by.part, at))}; the later value is used")
+    return out
+
+
+def print_warnings(warnings: Iterable[str]) -> None:
+    for w in warnings:
+        print(f"ugpnet: warning: {w}", file=sys.stderr)
+
+
+# ---------------------------------------------------------- DVC: keys `dvc exp run -S` changes
+def dvc_tracked(params: Path) -> list[tuple]:
+    """The key paths of ``params`` that the stages of the dvc.yaml beside it track (``()``: the
+    whole file). A string entry names a key of the default params file, ``params.yaml``."""
+    dvc = params.parent / "dvc.yaml"
+    try:
+        stages = (load_params_file(dvc).get("stages") or {}) if dvc.is_file() else {}
+    except ConfigError:
+        return []
+    tracked = []
+    for stage in stages.values() if isinstance(stages, Mapping) else ():
+        for entry in (stage.get("params") or []) if isinstance(stage, Mapping) else ():
+            if isinstance(entry, str) and params.name == "params.yaml":
+                tracked.append(tuple(entry.split(".")))
+            elif isinstance(entry, Mapping):
+                for file, keys in entry.items():
+                    if (dvc.parent / str(file)).resolve() == params.resolve():
+                        tracked += [tuple(str(k).split(".")) for k in keys or [""]]
+    return [() if t == ("",) else t for t in tracked]
+
+
+def committed_version(path: Path) -> Any:
+    """``path`` as committed at git HEAD (None: not in a git repository, not committed)."""
+    import subprocess
+
+    try:
+        r = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent,
+                           capture_output=True, text=True, timeout=30)
+        return load_yaml(r.stdout) if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, yaml.YAMLError):
+        return None
+
+
+def dvc_edited(params: Path, raw: Mapping) -> dict[tuple, frozenset]:
+    """Per section of params.yaml, the key paths dvc.yaml tracks whose value differs from the
+    committed file: what ``dvc exp run -S KEY=VALUE`` (or a hand edit) changed for this run."""
+    tracked = dvc_tracked(params)
+    committed = committed_version(params) if tracked else None
+    if not isinstance(committed, Mapping):
+        return {}
+    out: dict[tuple, set] = {}
+    for layer in file_layers(str(params), raw, first=True):
+        for path, value in _leaves(layer.part):
+            full = layer.section + path
+            if any(full[:len(t)] == t for t in tracked) and _get(committed, full) != value:
+                out.setdefault(layer.section, set()).add(path)
+    return {section: frozenset(paths) for section, paths in out.items()}
 
 
 ALLOWED_TOP = frozenset({"profile", "experiment", "plugins", "defaults", "profiles", "overrides"})
@@ -209,13 +451,53 @@ ALLOWED_TOP = frozenset({"profile", "experiment", "plugins", "defaults", "profil
 
 def resolve(raw: Mapping, profile: str | None = None, sets: Iterable[str] = (),
             source: str = "params.yaml", experiment: str | None = None,
-            layers: Iterable[tuple[str, Mapping]] | None = None) -> dict:
+            layers: Iterable[tuple[str, Mapping]] | None = None,
+            edited: Mapping[tuple, frozenset] | None = None,
+            warnings: list | None = None) -> dict:
     """Resolve the raw params.yaml content for ``profile`` (see module docstring).
 
-    ``layers``: the ``(name, raw)`` files ``raw`` was merged from (:func:`resolve_files`), used
-    only to name the source of an error; by default ``raw`` is one file called ``source``."""
+    ``layers``: the ``(name, raw)`` files ``raw`` was merged from (:func:`resolve_files`); by
+    default ``raw`` is one file called ``source``. Each section of each file (every profile, not
+    only the active one) and each ``--set`` item is validated on its own, then the result.
+    ``edited``: the first file's DVC-tracked keys changed since the last commit
+    (:func:`dvc_edited`). Keys the user set that a later layer overrides
+    (:func:`override_warnings`) are appended to ``warnings``, or printed on stderr if it is None."""
     layers = list(layers) if layers is not None else [(source, raw)]
     files = " + ".join(name for name, _ in layers) or source
+    _check_top_level(layers)
+    if not isinstance(raw, Mapping) or "defaults" not in raw or "profiles" not in raw:
+        raise ConfigError(f"{files} must have top-level keys 'defaults' and 'profiles'")
+    profile = profile or raw.get("profile") or "smoke"
+    profiles = raw["profiles"] or {}
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile '{profile}' in {files}; defined: {sorted(profiles)}")
+    sets = list(sets or [])
+    per_file = [file_layers(name, part, first=i == 0, edited=edited if i == 0 else None)
+                for i, (name, part) in enumerate(layers)]
+    items = set_layers(sets)
+    every = [layer for file in per_file for layer in file] + items
+    validate_layers(every, files)
+    applied = applied_layers(per_file, profile, items)
+    cfg = deep_merge(raw["defaults"], profiles[profile] or {})
+    cfg = deep_merge(cfg, raw.get("overrides") or {})
+    cfg = deep_merge(cfg, parse_set_items(sets))
+    cfg["profile"] = profile
+    cfg["experiment"] = str(experiment or raw.get("experiment") or "default")
+    cfg["plugins"] = list(raw.get("plugins") or []) + list(cfg.get("plugins") or [])
+    top = [Layer(name, (), {k: part[k] for k in TOP_ONLY if k in part}) for name, part in layers]
+    sources = Sources([name for name, _ in layers] + (["--set"] if sets else []), applied + top)
+    import_plugins(cfg["plugins"], sources)  # first: plugins register the kinds validation needs
+    validate_layer_methods(every, cfg, files)
+    validate(cfg, sources)
+    found = override_warnings(applied, cfg)
+    if warnings is None:
+        print_warnings(found)
+    else:
+        warnings.extend(found)
+    return cfg
+
+
+def _check_top_level(layers: Iterable[tuple[str, Any]]) -> None:
     for name, part in layers:
         if not isinstance(part, Mapping):
             raise ConfigError(f"{name} must be a YAML mapping (key: value lines), got "
@@ -224,41 +506,30 @@ def resolve(raw: Mapping, profile: str | None = None, sets: Iterable[str] = (),
         if extra:
             raise ConfigError(f"{name}: unknown top-level keys {sorted(extra)}; allowed: "
                               f"{sorted(ALLOWED_TOP)}")
-    if not isinstance(raw, Mapping) or "defaults" not in raw or "profiles" not in raw:
-        raise ConfigError(f"{files} must have top-level keys 'defaults' and 'profiles'")
-    profile = profile or raw.get("profile") or "smoke"
-    profiles = raw["profiles"] or {}
-    if profile not in profiles:
-        raise ConfigError(f"unknown profile '{profile}' in {files}; defined: {sorted(profiles)}")
-    sets = list(sets or [])
-    cfg = deep_merge(raw["defaults"], profiles[profile] or {})
-    cfg = deep_merge(cfg, raw.get("overrides") or {})
-    cfg = deep_merge(cfg, parse_set_items(sets))
-    cfg["profile"] = profile
-    cfg["experiment"] = str(experiment or raw.get("experiment") or "default")
-    cfg["plugins"] = list(raw.get("plugins") or []) + list(cfg.get("plugins") or [])
-    sources = Sources(layers, profile, sets)
-    import_plugins(cfg["plugins"], sources)  # first: plugins register the kinds validation needs
-    validate(cfg, sources)
-    return cfg
+        if not isinstance(part.get("profiles") or {}, Mapping):
+            raise ConfigError(f"{name}: 'profiles' must be a mapping of profile names to partial "
+                              f"configurations, got {type(part['profiles']).__name__}")
 
 
 def resolve_files(files: Iterable[str | os.PathLike], profile: str | None = None,
                   sets: Iterable[str] = (), experiment: str | None = None,
-                  extra: Mapping | None = None, extra_source: str = "--config") -> dict:
+                  extra: Mapping | None = None, extra_source: str = "--config",
+                  warnings: list | None = None) -> dict:
     """Resolve params.yaml (the first of ``files``) with override files deep-merged over it in
-    order, then ``extra`` (e.g. Snakemake's ``--config`` items), then ``--set`` ``sets``."""
+    order, then ``extra`` (e.g. Snakemake's ``--config`` items), then ``--set`` ``sets``.
+    ``warnings``: see :func:`resolve` (also the DVC case, from the dvc.yaml beside params.yaml)."""
+    files = list(files)
     layers = [(str(f), load_params_file(f)) for f in files]
     if extra:
         layers.append((extra_source, dict(extra)))
+    _check_top_level(layers)
     raw: dict = {}
-    for name, part in layers:
-        if not isinstance(part, Mapping):
-            raise ConfigError(f"{name} must be a YAML mapping (key: value lines), got "
-                              f"{type(part).__name__}")
+    for _, part in layers:
         raw = deep_merge(raw, part)
+    edited = dvc_edited(Path(files[0]), layers[0][1]) if files else None
     return resolve(raw, profile or raw.get("profile"), sets,
-                   experiment=experiment or raw.get("experiment"), layers=layers)
+                   experiment=experiment or raw.get("experiment"), layers=layers, edited=edited,
+                   warnings=warnings)
 
 
 def import_plugins(modules: Iterable[str], sources: Sources | None = None) -> None:
@@ -304,28 +575,43 @@ def load_params_file(path: str | os.PathLike) -> dict:
 
 def load_config(args: Any = None, *, params: str | None = None, profile: str | None = None,
                 sets: Iterable[str] = (), experiment: str | None = None,
-                configfiles: Iterable[str] = ()) -> dict:
+                configfiles: Iterable[str] = (), warnings: list | None = None) -> dict:
     """Resolved config from CLI ``args`` (``args.params``, ``args.configfile``, ``args.profile``,
-    ``args.set``)."""
+    ``args.set``). Override warnings are printed on stderr once per ``args`` (a second call with
+    extra ``sets`` prints only new ones) and appended to ``warnings`` if given."""
     extra = list(sets)
     configfiles = list(configfiles)
+    printed: list = []
     if args is not None:
         configfiles = list(getattr(args, "configfile", None) or []) + configfiles
         params = getattr(args, "params", None) or params
         profile = getattr(args, "profile", None) or profile
         experiment = getattr(args, "experiment", None) or experiment
         sets = list(getattr(args, "set", None) or []) + extra
+        printed = list(getattr(args, "_config_warnings", None) or [])
         cached = getattr(args, "_resolved_config", None)
         if cached is not None and not extra:
+            if warnings is not None:
+                warnings.extend(printed)
             return cached
     path = find_params(params)
-    cfg = resolve_files([path, *configfiles], profile, sets, experiment=experiment)
-    if args is not None and not extra:
-        try:
-            args._resolved_config = cfg
-        except AttributeError:
-            pass
+    found: list = []
+    cfg = resolve_files([path, *configfiles], profile, sets, experiment=experiment, warnings=found)
+    print_warnings(w for w in found if w not in printed)
+    if warnings is not None:
+        warnings.extend(found)
+    if args is not None:
+        _remember(args, "_config_warnings", printed + [w for w in found if w not in printed])
+        if not extra:
+            _remember(args, "_resolved_config", cfg)
     return cfg
+
+
+def _remember(args: Any, name: str, value: Any) -> None:
+    try:
+        setattr(args, name, value)
+    except AttributeError:
+        pass
 
 
 def write_resolved(cfg: Mapping, folder: str | os.PathLike) -> str:

@@ -2,14 +2,16 @@
 
 The same reading as the workflow (params.yaml, then each ``--configfile`` in order, then ``--set``),
 so ``ugpnet check --configfile my.yaml`` names the file and line of a broken override file that
-``snakemake --configfile my.yaml`` only reports as "not valid JSON or YAML"."""
+``snakemake --configfile my.yaml`` only reports as "not valid JSON or YAML". The summary lists the
+override warnings (a key you set that a later layer replaces; see ugpnet.config), which are also
+printed on stderr."""
 from __future__ import annotations
 
 import argparse
 import json
 
 HELP = ("validate params.yaml + --configfile override files + --set items and the plan; print "
-        "the profile, experiment and folders as JSON")
+        "the profile, experiment, folders and override warnings as JSON")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +23,8 @@ def run(args) -> int:
     from ..config import find_params, load_config
     from ..plan import Plan
 
-    cfg = load_config(args)
+    warnings: list = []
+    cfg = load_config(args, warnings=warnings)
     plan = Plan.of(cfg)
     plan.check()
     if args.print_config:
@@ -30,5 +33,6 @@ def run(args) -> int:
     print(json.dumps({"ok": True, "files": [str(find_params(args.params)), *args.configfile],
                       "profile": cfg["profile"], "experiment": cfg["experiment"],
                       "data": plan.data, "runs": plan.runs, "results": plan.results,
-                      "table1": sorted(cfg["table1"]["methods"])}, indent=2))
+                      "table1": sorted(cfg["table1"]["methods"]), "warnings": warnings},
+                     indent=2))
     return 0
