@@ -184,6 +184,115 @@ def pair_by_stem(dir_a: str | os.PathLike, dir_b: str | os.PathLike, what_a: str
     return [(s, a[s], b[s]) for s in sorted(b)]
 
 
+# ------------------------------------------------------------------ output folders swapped in whole
+MANIFEST = "manifest.json"
+
+
+def check_separate(out: str | os.PathLike, protected: dict[str, str | os.PathLike],
+                   flag: str = "--out") -> None:
+    """DataError unless the output folder ``out`` is apart from every ``protected`` folder
+    (``{what: folder}``): not the same folder, not inside one, not containing one. Real paths
+    are compared (symlinks resolved), so a link to the input folder is caught too."""
+    real = Path(out).resolve()
+    for what, folder in protected.items():
+        other = Path(folder).resolve()
+        if real == other:
+            how = "is"
+        elif other in real.parents:
+            how = "lies inside"
+        elif real in other.parents:
+            how = "contains"
+        else:
+            continue
+        linked = f" (both resolve to '{other}')" if how == "is" and Path(out) != Path(folder) \
+            else ""
+        raise DataError(f"{flag} '{out}' {how} the {what} '{folder}'{linked}: writing there would "
+                        f"overwrite or mix with it. Choose an output folder outside it.")
+
+
+def visible_images(folder: str | os.PathLike, subdirs: Iterable[str] = ()) -> list[str]:
+    """Names (relative to ``folder``, sorted) of the image files directly in ``folder`` and in
+    its sub-folders ``subdirs``; hidden files (temporary files of atomic writes) are left out."""
+    folder = Path(folder)
+    out = []
+    for sub in ("", *subdirs):
+        d = folder / sub
+        if d.is_dir():
+            out += [str(Path(sub) / p.name) for p in d.iterdir() if p.is_file()
+                    and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")]
+    return sorted(out)
+
+
+def read_json_or_none(path: str | os.PathLike):
+    """The JSON content of ``path``, or None when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def prepare_staging(out_dir: str | os.PathLike, planned: set[str], *, tool: str, marker: str,
+                    prefix: str, owns, subdirs: Sequence[str] = ()) -> tuple[Path, list[Path]]:
+    """Check ``out_dir`` before a run of ``tool`` writes ``planned`` (names relative to it),
+    remove the leftovers of killed runs, and make the hidden staging folder the new outputs are
+    written into → ``(staging, stale images)``.
+
+    The folder is ``tool``'s when it holds ``marker`` or a manifest that ``owns(manifest)``
+    accepts; images of another origin are refused, never deleted. Nothing of a finished earlier
+    run is touched: it stays valid until :func:`commit_staging` swaps the complete new set in."""
+    import glob
+    import shutil
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"output '{out_dir}' exists and is not a folder.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / MANIFEST
+    ours = (out_dir / marker).exists() or (manifest.exists()
+                                           and bool(owns(read_json_or_none(manifest) or {})))
+    if manifest.exists() and not ours:
+        raise DataError(f"'{manifest}' was not written by {tool}; choose an empty output folder.")
+    stale = [out_dir / n for n in visible_images(out_dir, subdirs) if n not in planned]
+    if stale and not ours:
+        raise DataError(f"output folder '{out_dir}' already holds images not written by {tool} "
+                        f"(e.g. '{stale[0].relative_to(out_dir)}'); choose an empty folder or "
+                        f"remove them.")
+    # leftovers of a killed run: staging folders and hidden temp files of atomic writes
+    for p in out_dir.glob(glob.escape(prefix) + "*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for name in planned | {MANIFEST, marker}:
+        target = out_dir / name
+        if target.parent.is_dir():
+            for p in target.parent.glob(f".{glob.escape(target.name)}.*"):
+                if p.is_file():
+                    p.unlink(missing_ok=True)
+    return make_temp_dir(out_dir, prefix), stale
+
+
+def commit_staging(out_dir: str | os.PathLike, staging: Path, names: Iterable[str],
+                   stale: Iterable[Path], manifest: dict, *, marker: str, marker_text: str,
+                   keep_marker: bool = False, subdirs: Sequence[str] = ()) -> None:
+    """Swap the complete new outputs in: write ``marker`` (the folder is unfinished), drop the
+    old manifest, rename every new file from ``staging`` into place (fast renames on one disk),
+    remove stale images and emptied ``subdirs``, write the manifest last. ``keep_marker``
+    leaves the marker as a lasting sign of whose folder this is."""
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / marker, marker_text)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for name in names:
+        target = out_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / name, target)
+    for p in stale:
+        p.unlink(missing_ok=True)
+    for sub in subdirs:
+        with contextlib.suppress(OSError):  # only an emptied folder goes
+            (out_dir / sub).rmdir()
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    if not keep_marker:
+        (out_dir / marker).unlink(missing_ok=True)
+
+
 def max_pixels() -> int:
     """The pixel limit of :func:`read_image` (``$UGPNET_MAX_PIXELS``, default 64 MP)."""
     from .errors import ConfigError

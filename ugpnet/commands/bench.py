@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_threads_option
+
 HELP = ("time every method's inference (and with --train each training stage) at paper scale, "
         "random weights, batch 1; JSON with parameters, medians, peak memory, ratio to NAFNet")
 
@@ -17,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "profile's is 512)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
     p.add_argument("--runs", type=int, default=3, help="timed runs after one warm-up (median)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_option(p)
     p.add_argument("--train", action="store_true",
                    help="also time one training iteration of every stage (batch 1)")
     p.add_argument("--out", required=True, metavar="FILE.json", help="result file (atomic)")

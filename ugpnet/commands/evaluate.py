@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from . import add_threads_option
+
 HELP = "score restored images against ground truth (PSNR, SSIM, LPIPS, FID) into a JSON file"
 
 FOLDER_DEFAULTS = {"metrics": "psnr,ssim,lpips,fid", "lpips_net": "alex", "fid_ref": "gt"}
@@ -41,8 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device for LPIPS/FID (default: cpu)")
     p.add_argument("--fid-batch-size", type=int, default=50, metavar="N",
                    help="images per Inception forward pass (default: 50)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for torch (default: torch's choice)")
+    add_threads_option(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -83,29 +84,30 @@ def run(args) -> int:
     return _run_folder(args)
 
 
-def _set_threads(threads) -> None:
-    from ..errors import ConfigError
-
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError("--threads must be at least 1.")
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def _run_folder(args) -> int:
+    """One folder. A restored folder must hold exactly what its restore manifest records; a
+    folder no restore manifest vouches for (a user's own) is scored with a loud warning and a
+    note in ``protocol.notes``."""
+    import sys
+
     from ..metrics.evaluate import evaluate_dirs, parse_metrics, print_summary, write_evaluation
     from ..provenance import evaluation_provenance
+    from ..restore import check_restored
+    from ..training.common import set_threads
 
     opt = {k: getattr(args, k) if getattr(args, k) is not None else v
            for k, v in FOLDER_DEFAULTS.items()}
     metrics = parse_metrics(opt["metrics"])
     check_out_path(args.out)  # before any metric is computed
-    _set_threads(args.threads)
+    unverified = check_restored(args.pred)
+    if unverified:
+        print(f"ugpnet evaluate: WARNING: {unverified}", file=sys.stderr)
+    set_threads(args.threads)
     result = evaluate_dirs(args.pred, args.gt, metrics=metrics, lpips_net=opt["lpips_net"],
                            fid_ref=opt["fid_ref"], device=args.device,
                            progress=not args.no_progress, fid_batch_size=args.fid_batch_size)
+    if unverified:
+        result["protocol"]["notes"].append(unverified)
     result["protocol"]["provenance"] = evaluation_provenance(args.pred, args.gt, args.gt_manifest)
     write_evaluation(args.out, result)
     print_summary(result)
@@ -122,6 +124,7 @@ def _run_method(args) -> int:
                                     print_summary, score_dirs, write_evaluation)
     from ..plan import Plan
     from ..provenance import evaluation_provenance
+    from ..training.common import set_threads
 
     if args.method is None or args.task is None:
         raise ConfigError("a method of the run needs both --method and --task.")
@@ -138,7 +141,7 @@ def _run_method(args) -> int:
     check_out_path(out)
     folders = _restored_folders(plan, args.method, args.task)
     inspected = {key: inspect_dirs(pred, gt) for key, (pred, gt) in folders.items()}
-    _set_threads(args.threads)
+    set_threads(args.threads)
     splits: dict[str, dict[str, dict]] = {}
     for (split, output), pairs in inspected.items():
         result = score_dirs(pairs, metrics, lpips_net=mcfg["lpips_net"],
@@ -154,24 +157,44 @@ def _run_method(args) -> int:
     return 0
 
 
-def _restored_folders(plan, method: str, task: str) -> dict[tuple[str, str], tuple[str, str]]:
-    """``{(split, output): (restored folder, ground-truth folder)}``; DataError naming every
-    restored folder that is missing or unfinished (no manifest.json), before any is read."""
+def _restored_gap(plan, method: str, task: str, split: str, output: str,
+                  first: bool) -> list[str]:
+    """Why the restored folder of ``output`` cannot be scored ([] when it can); a missing or
+    foreign manifest is said once per split (``first``)."""
     from pathlib import Path
 
+    from ..io import read_json_or_none
+    from ..restore import is_restore_manifest, mismatch
+
+    manifest = Path(plan.restored_manifest(method, task, split))
+    pred = plan.restored_dir(method, task, split, output)
+    record = read_json_or_none(manifest)
+    if not manifest.is_file():
+        return [f"{manifest.parent} ({split} split: no manifest.json, so not restored or "
+                f"unfinished)"] if first else []
+    if not is_restore_manifest(record):
+        return [f"{manifest} ({split} split: not a manifest of ugpnet restore)"] if first else []
+    if not Path(pred).is_dir():
+        return [f"{pred} ({split} split, output {output}: the folder does not exist)"]
+    wrong = mismatch(pred, manifest, record, output)
+    return [f"{pred} ({split} split, output {output}: not the files its restore manifest "
+            f"records: {wrong})"] if wrong else []
+
+
+def _restored_folders(plan, method, task: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """``{(split, output): (restored folder, ground-truth folder)}``; DataError naming every
+    restored folder that is missing, unfinished (no manifest.json) or not exactly the files its
+    restore manifest records (names and sha256: no mixed or changed folder is scored), before
+    any is read."""
     from ..errors import DataError
 
     folders, missing, redo = {}, [], []
     for split, outputs in plan.evaluation_splits(method, task).items():
-        manifest = Path(plan.restored_manifest(method, task, split))
-        restored = manifest.is_file()
-        gaps = [] if restored else [
-            f"{manifest.parent} ({split} split: no manifest.json, so not restored or unfinished)"]
+        gaps = []
         for output in outputs:
             pred = plan.restored_dir(method, task, split, output)
-            if restored and not Path(pred).is_dir():
-                gaps.append(f"{pred} ({split} split, output {output}: the folder does not exist)")
             folders[(split, output)] = (pred, plan.gt_dir(split))
+            gaps += _restored_gap(plan, method, task, split, output, first=not gaps)
         missing += gaps
         redo += [split] if gaps else []
     if missing:
@@ -182,7 +205,8 @@ def _restored_folders(plan, method: str, task: str) -> dict[tuple[str, str], tup
             f"{plan.lq_dir(task, split)} --out {plan.restored_dir(method, task, split)} "
             f"--intermediate" for split in redo)
         lines = "\n".join(f"  - {m}" for m in missing)
-        raise DataError(f"{method}/{task}: restored folders to evaluate are missing:\n{lines}\n"
+        raise DataError(f"{method}/{task}: restored folders to evaluate are missing, "
+                        f"unfinished or mixed:\n{lines}\n"
                         f"Restore them first (the workflow does: snakemake --cores all "
                         f"results/table1.csv):\n{commands}")
     return folders

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_threads_option
+
 HELP = "pretrain a StyleGAN2 prior on the training split (when no pretrained one is given)"
 
 
@@ -13,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default: RUNS/prior)")
     p.add_argument("--restart", action="store_true",
                    help="start afresh: earlier state is moved to superseded-<hash>/")
-    p.add_argument("--threads", type=int, default=0)
+    add_threads_option(p)
     p.add_argument("--no-progress", action="store_true")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_threads_option
+
 HELP = "restore a folder of degraded images with a trained method (PNG outputs, same names)"
 
 
@@ -21,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="a weight file of an official release kept outside --checkpoint (the "
                         "method's kind names the files it reads); repeatable")
-    p.add_argument("--threads", type=int, default=0)
+    add_threads_option(p)
     p.add_argument("--no-progress", action="store_true")
 
 

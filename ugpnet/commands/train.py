@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_threads_option
+
 HELP = "train a method for a task (its stages in order, finished ones kept; resumes)"
 
 
@@ -21,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", action="store_true",
                    help="start the stage(s) afresh: earlier state is moved to "
                         "superseded-<hash>/ inside the run folder, never deleted")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    add_threads_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

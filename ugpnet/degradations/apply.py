@@ -141,52 +141,30 @@ STAGING_PREFIX = ".ugpnet-degrade-staging-"
 
 def _prepare_out_dir(in_dir: Path, out_dir: Path, planned: set[str]) -> tuple[Path, list[Path]]:
     """Check ``out_dir`` (refuse foreign content), remove leftovers of killed runs, and make the
-    hidden staging folder the new outputs are written into → ``(staging, stale images)``.
+    hidden staging folder the new outputs are written into → ``(staging, stale images)``
+    (:func:`ugpnet.io.prepare_staging`).
 
     Nothing of a finished earlier run is touched here: its manifest and images stay valid until
     :func:`_commit` swaps the complete new set in."""
-    import shutil
-
-    from ..io import IMAGE_EXTS, make_temp_dir
+    from ..io import prepare_staging
 
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"output '{out_dir}' exists and is not a folder.")
     if out_dir.resolve() == in_dir.resolve():
         raise DataError(f"output folder '{out_dir}' is the input folder; choose another --out.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest, marker = out_dir / MANIFEST, out_dir / PARTIAL_MARKER
-    ours = marker.exists() or (manifest.exists() and _is_ours(manifest))
-    if manifest.exists() and not ours:
-        raise DataError(f"'{manifest}' was not written by {TOOL}; choose an empty output folder.")
-    stale = sorted(p for p in out_dir.iterdir() if p.is_file() and p.name not in planned
-                   and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
-    if stale and not ours:
-        raise DataError(f"output folder '{out_dir}' already holds images not written by {TOOL} "
-                        f"(e.g. '{stale[0].name}'); choose an empty folder or remove them.")
-    # leftovers of a killed run: staging folders and hidden temp files of atomic writes
-    for p in out_dir.glob(STAGING_PREFIX + "*"):
-        shutil.rmtree(p, ignore_errors=True)
-    for name in planned | {MANIFEST, PARTIAL_MARKER}:
-        for p in out_dir.glob(f".{name}.*"):
-            if p.is_file():
-                p.unlink(missing_ok=True)
-    return make_temp_dir(out_dir, STAGING_PREFIX), stale
+    return prepare_staging(out_dir, planned, tool=TOOL, marker=PARTIAL_MARKER,
+                           prefix=STAGING_PREFIX, owns=lambda m: m.get("tool") == TOOL)
 
 
 def _commit(out_dir: Path, staging: Path, stale: list[Path], manifest: dict) -> None:
     """Swap the complete new outputs in: mark unfinished, drop the old manifest, rename every new
-    image into place (fast renames in one folder), remove stale images, write the manifest last."""
-    from ..io import atomic_write_json, atomic_write_text
+    image into place (fast renames in one folder), remove stale images, write the manifest last
+    (:func:`ugpnet.io.commit_staging`)."""
+    from ..io import commit_staging
 
-    marker = out_dir / PARTIAL_MARKER
-    atomic_write_text(marker, "ugpnet degrade in progress; manifest.json is written when done\n")
-    (out_dir / MANIFEST).unlink(missing_ok=True)
-    for rec in manifest["files"]:
-        os.replace(staging / rec["name"], out_dir / rec["name"])
-    for p in stale:
-        p.unlink(missing_ok=True)
-    atomic_write_json(out_dir / MANIFEST, manifest)
-    marker.unlink(missing_ok=True)
+    commit_staging(out_dir, staging, [rec["name"] for rec in manifest["files"]], stale, manifest,
+                   marker=PARTIAL_MARKER,
+                   marker_text="ugpnet degrade in progress; manifest.json is written when done\n")
 
 
 def _resolve_kernels(kernel_bank) -> tuple[np.ndarray, dict]:
