@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Operating-system errors a user fixes outside the program: one message, exit 2, no traceback.
+# How a full-disk or read-only message tells each command to write elsewhere: its own options
+# (tests/test_provenance_runs.py checks them against the parsers), else params.yaml's paths.*.
+WRITE_ELSEWHERE = {"prepare": "--out DIR, or paths.data", "kernels": "--out FILE",
+                   "degrade": "--out DIR", "train": "--runs DIR, or paths.runs",
+                   "pretrain-prior": "--out DIR, or paths.runs", "restore": "--out DIR",
+                   "evaluate": "--out FILE", "table": "--out FILE", "bench": "--out FILE"}
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -88,20 +94,26 @@ def _file_being_written(e: BaseException) -> str | None:
     return None
 
 
-def os_error_message(e: OSError) -> str | None:
-    """The one-line message for a full disk or a read-only/forbidden path, else None."""
+def _elsewhere(command: str | None) -> str:
+    """How ``command`` is told to write elsewhere (:data:`WRITE_ELSEWHERE`)."""
+    return WRITE_ELSEWHERE.get(command or "", "paths.* in params.yaml")
+
+
+def os_error_message(e: OSError, command: str | None = None) -> str | None:
+    """The one-line message for a full disk or a read-only/forbidden path, else None; the
+    suggestion names only the options ``command`` has."""
     name = e.filename if e.filename is not None else _file_being_written(e)
     where = name if name is not None else "an output file"
     folder = Path(str(name)).parent if name is not None else None
     if e.errno in DISK_FULL:
         return (f"cannot write {where}: {e.strerror or 'no space left on device'}. Free space on "
                 f"that disk{f' ({folder})' if folder else ''} or point the output elsewhere "
-                f"(--out, paths.*), then rerun: finished outputs are kept, the unfinished one was "
-                f"not written and a rerun continues from what is done.")
+                f"({_elsewhere(command)}), then rerun: finished outputs are kept, the unfinished "
+                f"one was not written and a rerun continues from what is done.")
     if e.errno in NOT_WRITABLE:
         return (f"cannot access {where}: {e.strerror or 'permission denied'}. Make "
-                f"{folder or 'the folder'} writable (or choose another output folder: --out, "
-                f"paths.*) and rerun; nothing was written there.")
+                f"{folder or 'the folder'} writable (or choose another output folder: "
+                f"{_elsewhere(command)}) and rerun; nothing was written there.")
     return None
 
 
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ugpnet {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        message = os_error_message(e)
+        message = os_error_message(e, args.command)
         if message is None:
             raise
         print(f"ugpnet {args.command}: error: {message}", file=sys.stderr)

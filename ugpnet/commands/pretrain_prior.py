@@ -34,6 +34,6 @@ def run(args) -> int:
     summary = pretrain_prior(cfg["stylegan2"], gt, out, resolve_device(cfg["device"]),
                              seed=cfg["data"]["seed"], progress=not args.no_progress,
                              restart=args.restart)
-    print(f"prior written to {out / 'model.pt'} ({summary['total_iters']} iterations, "
+    print(f"prior: {out / 'model.pt'} ({summary['total_iters']} iterations, "
           f"{summary['seconds']} s); samples: {out / 'samples.png'}")
     return 0

@@ -44,6 +44,7 @@ def run(args) -> int:
     from ..plan import Plan
     from ..provenance import digest_of
     from ..training.common import resolve_device, seed_everything, set_threads
+    from ..training.run import finished_model
 
     cfg = load_config(args)
     plan = Plan.of(cfg, data=args.data, runs=args.runs)
@@ -61,7 +62,8 @@ def run(args) -> int:
                            overrides={k: v for k, v in overrides.items()
                                       if k in read or args.stage},
                            restart=args.restart)
-        if not args.restart and _finished(out / "model.pt", digest_of(ctx.identity)):
+        finished = finished_model(out / "model.pt", digest_of(ctx.identity))
+        if not args.restart and finished is not None:
             print(f"{out}: already finished with this identity (model.pt)")
             continue
         seed_everything(cfg["data"]["seed"])
@@ -71,16 +73,3 @@ def run(args) -> int:
                else f"{metric} = {summary['val'][metric]:.4f}")
         print(f"{out}: selected iteration {summary['selected_iter']} on the val split ({how})")
     return 0
-
-
-def _finished(model: Path, identity_hash: str) -> bool:
-    """``model.pt`` exists and was made with this identity (else the stage trains again)."""
-    if not model.is_file():
-        return False
-    import torch
-
-    try:
-        obj = torch.load(model, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - an unreadable file is not a finished stage
-        return False
-    return isinstance(obj, dict) and obj.get("identity_hash") == identity_hash

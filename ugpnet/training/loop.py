@@ -95,6 +95,21 @@ def check_finite(parts: Mapping, it: int, run: Run) -> None:
         f"moves the old state to superseded-<hash>/.")
 
 
+def say(line: str) -> None:
+    """One line in the job's log, above the progress bar when there is one."""
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
+
+
+def validation_line(tag: str, it: int, total: int, metrics: Mapping, selected: bool,
+                    run: Run) -> str:
+    """``[stage] val iter 4/10 psnr=.. ssim=.. lpips=.. selected`` (or the selection kept)."""
+    values = " ".join(f"{k}={float(v):.4g}" for k, v in metrics.items())
+    verdict = "selected" if selected else (
+        f"not selected (best: iter {run.best_iter}, {run.select_metric}={run.best_value:.4g})")
+    return f"[{tag}] val iter {it}/{total} {values} {verdict}"
+
+
 def run_stage(stage: Stage, *, run: Run, train: Mapping, train_loader, val_loader, device,
               progress: bool = True, extra_summary: Mapping | None = None) -> dict:
     resume = run.start()
@@ -116,13 +131,15 @@ def _loop(stage, run, train, train_loader, val_loader, device, progress, resume,
     total = int(train["total_iters"])
     log_every = train.get("log_every", 50)
     v = run.validation
+    tag = run.label.get("stage", run.dir.name)
 
     def do_validate(it: int) -> None:
         _train_mode(stage, False)
         metrics = validate(stage.predict, val_loader, device, train.get("val_max_images", 100),
                            lpips_net=v["lpips_net"], psnr_cap_db=v["psnr_cap_db"])
         _train_mode(stage, True)
-        run.validated(it, metrics, stage.weights())
+        selected = run.validated(it, metrics, stage.weights())
+        say(validation_line(tag, it, total, metrics, selected, run))
 
     if total == 0 or (start >= total and not (run.dir / "best.pt").exists()):
         do_validate(start)
@@ -151,7 +168,7 @@ def _loop(stage, run, train, train_loader, val_loader, device, progress, resume,
             if not progress:  # one line per window in the job's log instead of a bar
                 rate = (done - start) / max(now - t_start, 1e-9)
                 losses = " ".join(f"{k}={val:.4g}" for k, val in means.items())
-                print(f"[{run.label.get('stage', run.dir.name)}] iter {done}/{total} {losses} "
+                print(f"[{tag}] iter {done}/{total} {losses} "
                       f"{rate:.2f} it/s ETA {_fmt_seconds((total - done) / max(rate, 1e-9))}",
                       file=sys.stdout, flush=True)
             t_last, sums, count = now, {}, 0

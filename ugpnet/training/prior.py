@@ -20,11 +20,11 @@ from ..data.datasets import OnTheFlyDegradationDataset
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_json
 from ..models.build import build_discriminator, build_generator
-from ..provenance import code_version, input_digest
+from ..provenance import input_digest
 from .data import loader as make_loader
 from .gan import d_step, ema_update, g_adv_loss
 from .loop import rng_state, set_rng_state
-from .run import OPERATIONAL_KEYS, Run
+from .run import OPERATIONAL_KEYS, Run, finished_model
 from .stream import DataStream
 
 PRIOR_FORMAT = "ugpnet-bench/stylegan2-prior"
@@ -50,6 +50,10 @@ def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
                 "inputs": {"gt": input_digest(gt_manifest) if gt_manifest.exists() else None}}
     run = Run(out, {"stylegan2": dict(sg), "gt": str(gt), "seed": seed}, identity=identity,
               label={"stage": "prior"}, restart=restart)
+    done = None if restart else finished_model(out / "model.pt", run.hash)
+    if done is not None:
+        print(f"{out}: already finished with this identity (model.pt)", flush=True)
+        return done
     G, D = build_generator(sg).to(device), build_discriminator(sg).to(device)
     G_ema = copy.deepcopy(G).eval()
     for q in G_ema.parameters():
@@ -100,7 +104,7 @@ def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
                                      "opt_d": opt_d.state_dict(), "rng": rng_state(),
                                      "data": batches.state()})
         summary = {"total_iters": total, "seconds": round(time.time() - t0, 1),
-                   "identity_hash": run.hash, "code": code_version()}
+                   "identity_hash": run.hash, **run.provenance(total)}
         save_checkpoint(out / "model.pt", {"format": PRIOR_FORMAT, "g_ema": G_ema.state_dict(),
                                            "d": D.state_dict(), "summary": summary,
                                            "label": run.label, "identity_hash": run.hash})

@@ -17,6 +17,17 @@ A run folder (``runs/<profile>/<experiment>/<method>/<task>/<stage>/``) holds:
 it reads (:func:`ugpnet.provenance.input_digest`). Same identity and a ``last.pt``: resume.
 Another identity (or ``--restart``): the old state is moved to ``superseded-<old hash>/`` with a
 message, never deleted.
+
+**A finished stage is never resumed.** Its ``summary.json`` is written last of all; a trainer
+that finds one (``model.pt`` removed by ``snakemake -R``/``--forcerun`` or by hand, or unreadable)
+was asked to train the stage again, e.g. after a code fix: it moves the old state aside and
+trains from scratch, instead of re-exporting the old weights under the new code version. A run
+killed before its summary (also between the last ``last.pt`` and ``model.pt``) resumes.
+
+**Who trained it.** Every attempt is a *segment* (its code version, the iterations it trained),
+kept in ``last.pt`` (``trained_by``) across resumes. ``model.pt``'s summary lists the segments
+that trained the exported (selected) weights and names the last of them as ``code``, so an
+export never carries a code version that did not train it.
 """
 from __future__ import annotations
 
@@ -33,7 +44,7 @@ import torch
 from ..checkpoints import read_checkpoint, save_checkpoint
 from ..errors import CheckpointError
 from ..io import atomic_path, atomic_write_json
-from ..provenance import code_version, digest_of
+from ..provenance import code_version, describe_code, digest_of
 from .lock import RunLock
 
 # options that change how a run goes, not what it produces: never part of an identity
@@ -41,6 +52,7 @@ from .lock import RunLock
 OPERATIONAL_KEYS = frozenset({"num_workers", "log_every", "ckpt_every", "threads", "device",
                               "progress", "checkpoint_sha256"})
 STATE_FILES = ("last.pt", "best.pt", "log.jsonl", "val.jsonl", "model.pt", "summary.json")
+FINISHED_MARK = "summary.json"  # written last by a finished run (after model.pt)
 DEFAULT_VALIDATION = {"lpips_net": "alex", "psnr_cap_db": 100.0}
 
 
@@ -112,6 +124,32 @@ def identity_changes(old: Any, new: Any, prefix: str = "", limit: int = 6) -> li
     return [f"{prefix[:-1]}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}"]
 
 
+def finished_model(model: str | os.PathLike, identity_hash: str) -> dict | None:
+    """The summary of ``model`` when it exists, is readable and was made with this identity (a
+    finished stage to keep); else None (the stage trains)."""
+    model = Path(model)
+    if not model.is_file():
+        return None
+    try:
+        obj = torch.load(model, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an unreadable file is not a finished stage
+        return None
+    if not isinstance(obj, dict) or obj.get("identity_hash") != identity_hash:
+        return None
+    return dict(obj.get("summary") or {})
+
+
+def segment(code: Mapping | None, first: int, last: int, **note) -> dict:
+    """One training attempt: its code version and the iterations ``first`` < it <= ``last``."""
+    return {"code": code, "from_iter": int(first), "to_iter": int(last), **note}
+
+
+def segments_upto(segments: list[Mapping], it: int) -> list[dict]:
+    """The segments that trained iterations 1..``it`` (the last one cut at ``it``)."""
+    return [{**s, "to_iter": min(s["to_iter"], it)} for s in segments
+            if s["from_iter"] < min(s["to_iter"], it)]
+
+
 class Run:
     """The run folder of one stage (see the module docstring)."""
 
@@ -139,6 +177,8 @@ class Run:
         self.best_value: float | None = None
         self.best_iter: int | None = None
         self.t0 = time.time()
+        self.past: list[dict] = []  # segments of earlier attempts (from last.pt)
+        self.current = segment(code_version(), 0, 0)  # this attempt
 
     @property
     def final_path(self) -> Path:
@@ -171,23 +211,33 @@ class Run:
                  f"{dest} and this stage starts afresh.")
         return dest
 
+    def _why_afresh(self, old: Mapping) -> str | None:
+        """Why the state in the folder must not be resumed (None: resume it if there is one)."""
+        if self.restart:
+            return "--restart"
+        if old.get("identity_hash") != self.hash:
+            changes = identity_changes(old.get("identity", {}), self.identity) if old else []
+            return ("the stage's identity changed (" + "; ".join(changes) + ")" if changes else
+                    "the folder holds state without a readable options.json")
+        if (self.dir / FINISHED_MARK).exists():
+            return (f"the stage had finished ({FINISHED_MARK}) and is trained again (its model.pt "
+                    f"was removed, e.g. by snakemake -R/--forcerun after a code change, or is "
+                    f"unreadable): a finished stage is retrained from scratch, never resumed and "
+                    f"re-exported under another code version")
+        return None
+
     def start(self) -> dict | None:
         """Take the lock, settle identity, write ``options.json``; return the resume state from
-        ``last.pt`` when it belongs to this identity, else None."""
+        ``last.pt`` when it belongs to this identity and the run had not finished, else None."""
         self.lock.acquire()
         for tmp in self.dir.iterdir():  # temp files of writes a kill cut short (we hold the lock)
             if tmp.is_file() and any(tmp.name.startswith(f".{n}.")
                                      for n in STATE_FILES + ("options.json",)):
                 tmp.unlink()
         old = self._recorded()
-        old_hash = old.get("identity_hash")
-        if self.restart:
-            self.supersede("--restart", old_hash)
-        elif old_hash != self.hash:
-            changes = identity_changes(old.get("identity", {}), self.identity) if old else []
-            why = ("the stage's identity changed (" + "; ".join(changes) + ")" if changes else
-                   "the folder holds state without a readable options.json")
-            self.supersede(why, old_hash)
+        why = self._why_afresh(old)
+        if why:
+            self.supersede(why, old.get("identity_hash"))
         resume = None
         last = self.dir / "last.pt"
         if last.exists():
@@ -199,6 +249,7 @@ class Run:
             self.best_iter = resume.get("best_iter")
             self.log.truncate_after(resume["iter"])
             self.val_log.truncate_after(resume["iter"])
+            self._resume_segments(resume, old)
             self.say(f"resuming from iteration {resume['iter']} (identity {self.hash})")
         else:
             partial = [n for n in ("best.pt", "log.jsonl", "val.jsonl") if (self.dir / n).exists()]
@@ -216,6 +267,36 @@ class Run:
     def close(self) -> None:
         self.lock.release()
 
+    # ------------------------------------------------------------------ who trained it
+    def _resume_segments(self, resume: Mapping, old: Mapping) -> None:
+        it = int(resume["iter"])
+        self.past = [dict(s) for s in resume.get("trained_by") or []] or [
+            segment(old.get("code"), 0, it, recorded_by="options.json of the last attempt (the "
+                                                     "run predates trained_by)")]
+        self.current = segment(self.current["code"], it, it)
+        earlier = {describe_code(s["code"]) for s in self.past if s.get("code")}
+        if earlier - {describe_code(self.current["code"])}:
+            self.say(f"note: iterations 1-{it} were trained by {', '.join(sorted(earlier))}; "
+                     f"this attempt runs {describe_code(self.current['code'])}. The model will "
+                     f"list every code version that trained it (summary: trained_by).")
+
+    def reached(self, it: int) -> None:
+        """This attempt has trained up to iteration ``it``."""
+        self.current["to_iter"] = max(self.current["to_iter"], int(it))
+
+    def trained_by(self, upto: int | None = None) -> list[dict]:
+        """The segments (code version, iterations) that trained iterations 1..``upto`` (default:
+        all of them so far)."""
+        segments = self.past + [dict(self.current)]
+        return segments_upto(segments, self.current["to_iter"] if upto is None else upto)
+
+    def provenance(self, upto: int) -> dict:
+        """``code`` (the last code version that trained the weights of iteration ``upto``; for
+        weights exported as initialised, the code that built them) and ``trained_by``."""
+        segments = self.trained_by(upto)
+        return {"code": segments[-1]["code"] if segments else self.current["code"],
+                "trained_by": segments}
+
     # ------------------------------------------------------------------ selection
     def is_better(self, value: float) -> bool:
         if self.best_value is None or not math.isfinite(self.best_value):
@@ -229,6 +310,7 @@ class Run:
         else:
             value = float(metrics[self.select_metric])
             better = self.is_better(value)
+        self.reached(it)
         if better:
             self.best_value, self.best_iter = value, it
             save_checkpoint(self.dir / "best.pt", {"iter": it, "weights": dict(weights),
@@ -237,9 +319,11 @@ class Run:
         return better
 
     def save_last(self, it: int, state: Mapping) -> None:
+        self.reached(it)
         save_checkpoint(self.dir / "last.pt", {"iter": it, "identity_hash": self.hash,
                                                 "best_value": self.best_value,
-                                                "best_iter": self.best_iter, **state})
+                                                "best_iter": self.best_iter,
+                                                "trained_by": self.trained_by(it), **state})
 
     def finish(self, extra: Mapping | None = None) -> dict:
         """Write ``model.pt`` from ``best.pt`` (selected on val) and a summary; return summary."""
@@ -249,7 +333,7 @@ class Run:
                                   f"run selected {self.best_iter}; rerun with --restart.")
         summary = {"selected_iter": best["iter"], "select_metric": self.select_metric,
                    "val": best["val"], "identity_hash": self.hash, **self.label,
-                   "code": code_version(), "seconds": round(time.time() - self.t0, 1),
+                   **self.provenance(best["iter"]), "seconds": round(time.time() - self.t0, 1),
                    **(extra or {})}
         save_checkpoint(self.final_path, {"weights": best["weights"], "summary": summary,
                                           "label": self.label, "identity_hash": self.hash,

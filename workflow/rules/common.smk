@@ -61,3 +61,12 @@ wildcard_constraints:
 
 def dirname(path):
     return os.path.dirname(str(path))
+
+
+def logged(command):
+    """``command`` with its output in the job's log under a header line (``== <UTC time>
+    attempt: <command as run>``, the shell's trace of it), and appended to ``<log>.attempts``:
+    Snakemake deletes a job's log before each attempt (a retry, a rerun), so that file is what
+    keeps the log of every earlier attempt, a failed one too."""
+    return ("(PS4='== $(date -u +%Y-%m-%dT%H:%M:%SZ) attempt: '; set -x; "
+            + command + ") 2>&1 | tee -a {log}.attempts > {log}")

@@ -11,7 +11,7 @@ rule prepare:
     benchmark:
         f"{BENCH}/prepare/prepare.tsv",
     shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet prepare --out {params.out} > {log} 2>&1"
+        logged("\"$UGPNET_PYTHON\" -m ugpnet prepare --out {params.out}")
 
 
 rule kernels:
@@ -28,9 +28,9 @@ rule kernels:
     benchmark:
         f"{BENCH}/kernels/{{bank}}.tsv",
     shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet kernels"
-        " --out {output.bank} --n {params.kernels[deblur][n_kernels]}"
-        " --resolution {params.kernels[resolution]} --seed {params.seed} > {log} 2>&1"
+        logged("\"$UGPNET_PYTHON\" -m ugpnet kernels"
+               " --out {output.bank} --n {params.kernels[deblur][n_kernels]}"
+               " --resolution {params.kernels[resolution]} --seed {params.seed}")
 
 
 rule degrade:
@@ -53,6 +53,6 @@ rule degrade:
     benchmark:
         f"{BENCH}/degrade/{{task}}-{{did}}_{{split}}.tsv",
     shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet degrade"
-        " --task {wildcards.task} --seed {params.seed} --in {params.gt}"
-        " --out {params.out} {params.kernels} > {log} 2>&1"
+        logged("\"$UGPNET_PYTHON\" -m ugpnet degrade"
+               " --task {wildcards.task} --seed {params.seed} --in {params.gt}"
+               " --out {params.out} {params.kernels}")

@@ -17,9 +17,10 @@ rule restore:
     benchmark:
         f"{BENCH}/restore/{{method}}_{{task}}_{{split}}.tsv",
     shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet restore --method {wildcards.method} --task {wildcards.task}"
-        " {params.checkpoint} --in {params.lq} --out {params.out} --intermediate"
-        " --threads {threads} --no-progress > {log} 2>&1"
+        logged("\"$UGPNET_PYTHON\" -m ugpnet restore"
+               " --method {wildcards.method} --task {wildcards.task}"
+               " {params.checkpoint} --in {params.lq} --out {params.out} --intermediate"
+               " --threads {threads} --no-progress")
 
 
 rule evaluate:
@@ -42,8 +43,9 @@ rule evaluate:
     benchmark:
         f"{BENCH}/evaluate/{{method}}_{{task}}.tsv",
     shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet evaluate --method {wildcards.method} --task {wildcards.task}"
-        " --threads {threads} --no-progress --out {output.metrics} > {log} 2>&1"
+        logged("\"$UGPNET_PYTHON\" -m ugpnet evaluate"
+               " --method {wildcards.method} --task {wildcards.task}"
+               " --threads {threads} --no-progress --out {output.metrics}")
 
 
 # every output of the methods that have several, and the degraded input of their tasks, per
@@ -67,8 +69,8 @@ for _split in ("val", "test"):
         benchmark:
             f"{BENCH}/{_split}_outputs/{_split}_outputs.tsv",
         shell:
-            "\"$UGPNET_PYTHON\" -m ugpnet table --which outputs --split {params.split}"
-            " --out {output.csv} > {log} 2>&1"
+            logged("\"$UGPNET_PYTHON\" -m ugpnet table --which outputs --split {params.split}"
+                   " --out {output.csv}")
 
 
 rule table1:
@@ -88,7 +90,7 @@ rule table1:
     benchmark:
         f"{BENCH}/table1/table1.tsv",
     shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet table --which table1 --out {output.csv} > {log} 2>&1"
+        logged("\"$UGPNET_PYTHON\" -m ugpnet table --which table1 --out {output.csv}")
 
 
 rule active_table1:
@@ -112,5 +114,5 @@ rule active_table1:
     benchmark:
         f"{BENCH}/active_table1/active_table1.tsv",
     shell:
-        "(cp {input.csv} {output.csv} && cp {input.meta} {output.meta}"
-        " && cp {input.plot} {output.plot}) > {log} 2>&1"
+        logged("cp {input.csv} {output.csv} && cp {input.meta} {output.meta}"
+               " && cp {input.plot} {output.plot}")

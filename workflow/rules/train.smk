@@ -15,9 +15,8 @@ rule pretrain_prior:
     benchmark:
         f"{BENCH}/pretrain_prior/pretrain_prior.tsv",
     shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet pretrain-prior"
-        " --out {params.out} --threads {threads} --no-progress"
-        " > {log} 2>&1"
+        logged("\"$UGPNET_PYTHON\" -m ugpnet pretrain-prior"
+               " --out {params.out} --threads {threads} --no-progress")
 
 
 rule train:
@@ -37,5 +36,6 @@ rule train:
     benchmark:
         f"{BENCH}/train/{{method}}_{{task}}_{{stage}}.tsv",
     shell:
-        "\"$UGPNET_PYTHON\" -m ugpnet train --method {wildcards.method} --task {wildcards.task}"
-        " --stage {wildcards.stage} --threads {threads} --no-progress > {log} 2>&1"
+        logged("\"$UGPNET_PYTHON\" -m ugpnet train"
+               " --method {wildcards.method} --task {wildcards.task}"
+               " --stage {wildcards.stage} --threads {threads} --no-progress")
