@@ -24,19 +24,22 @@ results/<profile>/<experiment>`` and logs in ``logs/<profile>/<experiment>``.
 """
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
 from .checkpoints import verify_sha256
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError, DataError
+from .io import sha256_file
 from .methods import (Data, MethodModel, Previous, Prior, StageContext, UserFile, check_task,
                       get_kind)
 from .methods.contract import MethodKind, Stage
 from .models.options import beyond_paper, strip_official
 from .provenance import digest_of, input_digest
-from .training.common import resolve_precision
-from .training.run import operational_of, strip_operational
+from .training.common import PRECISIONS, resolve_precision
+from .training.run import identity_changes, operational_of, strip_operational
 
 KERNEL_BANKS = ("train", "val", "test")
 KERNEL_SEED_OFFSET = {"train": 0, "test": 1, "val": 2}  # separate banks: no kernel is shared
@@ -331,6 +334,115 @@ class Plan:
                             label=self.label(method, task, stage),
                             operational=operational_of(raw), precision=precision)
 
+    # ------------------------------------------------------------------ stale models
+    def missing_inputs(self, method: str, task: str, stage: str) -> dict[str, str]:
+        """The files a stage reads that do not exist (named as the stage reads them)."""
+        return {k: v for k, v in self.stage_inputs(method, task, stage).items()
+                if not Path(v).exists()}
+
+    def expected_identity(self, method: str, task: str, stage: str) -> tuple[dict, set[str]]:
+        """The identity this configuration gives a stage (:meth:`context`; its inputs must
+        exist, else DataError) and every hash a model.pt of it may carry: with
+        ``train_precision: auto`` the bf16 and the fp32 one, as the machine that trained it
+        resolved ``auto``."""
+        identity = self.context(method, task, stage, progress=False).identity
+        variants = [identity]
+        if self.cfg.get("train_precision") == "auto" and "precision" in identity:
+            variants += [{**identity, "precision": p} for p in PRECISIONS if p != "auto"]
+        return identity, {digest_of(v) for v in variants}
+
+    def identity_mismatch(self, method: str, task: str, stage: str,
+                          model: str | Path) -> str | None:
+        """None when ``model`` carries an identity this configuration gives the stage, or
+        carries none (not a ugpnet-bench model.pt); else what differs, from the options.json
+        beside it (the identity it was trained with). DataError when the stage's inputs are
+        missing: the expected identity hashes their content."""
+        record = _model_record(Path(model))
+        if record is None:
+            return None
+        identity, hashes = self.expected_identity(method, task, stage)
+        if record["identity_hash"] in hashes:
+            return None
+        fallback = f"identity {record['identity_hash']} instead of {digest_of(identity)}"
+        old = _trained_identity(Path(model), record["identity_hash"])
+        if old is None:
+            return f"{fallback} (no options.json of it beside the model lists the differences)"
+        if self.cfg.get("train_precision") == "auto" and "precision" in old:  # either is ours
+            identity = {**identity, "precision": old["precision"]}
+        return "; ".join(identity_changes(old, identity)) or fallback
+
+    def stale_model(self, method: str, task: str, stage: str) -> str | None:
+        """What differs when the stage's finished model.pt was trained with another identity
+        than this configuration gives it (e.g. ``ugpnet train --set ...`` into this run
+        folder), so that the workflow reruns the stage; None when it is this configuration's,
+        not there, or its inputs are missing (their jobs run first, and the stage after them)."""
+        model = self.stage_model(method, task, stage)
+        if not Path(model).is_file() or self.missing_inputs(method, task, stage):
+            return None
+        return self.identity_mismatch(method, task, stage, model)
+
+    def check_model_identity(self, method: str, task: str, checkpoint: str | Path | None) -> None:
+        """Refuse a ugpnet-bench model.pt labelled for ``method``/``task`` in this profile that
+        was trained with another identity than this configuration gives the method's final
+        stage: CheckpointError naming the file, the differences and the fix. Not checked:
+        files without an identity (official releases, user weights), models labelled for
+        another method, task, profile or stage (the restore refuses those itself), and, with
+        a warning, a model whose stage inputs are missing here (the identity hashes them)."""
+        record = _model_record(Path(checkpoint)) if checkpoint else None
+        label = record["label"] if record else {}
+        if (label.get("method"), label.get("task"), label.get("profile")) != \
+                (method, task, self.cfg["profile"]):
+            return
+        check_task(self.cfg, method, task)
+        final = self.kind(method).final_stage(self.mcfg(method), task)
+        if final is None or label.get("stage", final.name) != final.name:
+            return  # an earlier stage's model: the restore names the one to use
+        missing = self.missing_inputs(method, task, final.name)
+        if missing:
+            files = ", ".join(f"{k}: {v}" for k, v in missing.items())
+            print(f"ugpnet: warning: '{checkpoint}' is not checked against this configuration: "
+                  f"its identity hashes the files stage '{final.name}' of {method}/{task} reads, "
+                  f"and these do not exist here ({files}).", file=sys.stderr)
+            return
+        changes = self.identity_mismatch(method, task, final.name, checkpoint)
+        if changes:
+            raise CheckpointError(
+                f"'{checkpoint}' was trained with another identity than this configuration "
+                f"gives stage '{final.name}' of {method}/{task}: {changes}. It is not this "
+                f"configuration's model. Retrain the stage under this configuration: the "
+                f"workflow does (snakemake --cores all results/table1.csv reruns a stage whose "
+                f"model.pt has another identity; to force it: snakemake --cores all "
+                f"results/table1.csv --forcerun {self.final_model(method, task)}), or ugpnet "
+                f"train --method {method} --task {task} --restart; or run under the "
+                f"configuration it was trained with (its options.json).")
+
+    def check_restored_models(self, method: str, task: str) -> None:
+        """The checkpoint each restored folder of ``method``/``task`` names in its manifest is
+        unchanged since the restore (its sha256) and this configuration's
+        (:meth:`check_model_identity`); CheckpointError otherwise. Manifests that are missing
+        or name no checkpoint are left to the caller."""
+        now: dict[str, str | None] = {}
+        for split in self.evaluation_splits(method, task):
+            manifest = Path(self.restored_manifest(method, task, split))
+            try:
+                record = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            checkpoint, want = record.get("checkpoint"), record.get("checkpoint_sha256")
+            if not (checkpoint and want):
+                continue
+            if checkpoint not in now:
+                now[checkpoint] = sha256_file(checkpoint) if Path(checkpoint).is_file() else None
+            if now[checkpoint] != want:
+                how = ("no longer exists" if now[checkpoint] is None else
+                       f"has changed since (sha256 {want[:12]}... then, {now[checkpoint][:12]}... "
+                       f"now)")
+                raise CheckpointError(
+                    f"{manifest.parent} was restored with '{checkpoint}', which {how}: restore "
+                    f"it again with the current model (the workflow does: snakemake --cores all "
+                    f"results/table1.csv), then evaluate.")
+            self.check_model_identity(method, task, checkpoint)
+
     # ------------------------------------------------------------------ results
     def restored_dir(self, method: str, task: str, split: str, output: str | None = None) -> str:
         base = Path(self.results) / "restored" / method / task / split
@@ -399,3 +511,33 @@ class Plan:
     def _check_split(split: str) -> None:
         if split not in EVAL_SPLITS:
             raise ConfigError(f"split '{split}': one of {EVAL_SPLITS}")
+
+
+def _model_record(model: Path) -> dict | None:
+    """``label`` and ``identity_hash`` of a ugpnet-bench model.pt (read with mmap: not the
+    weights); None for any other file, or one that cannot be read (its loader says why)."""
+    if not (model.is_file() and model.suffix == ".pt"):
+        return None
+    import torch
+
+    try:
+        obj = torch.load(model, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by whoever loads it
+        return None
+    if not (isinstance(obj, dict) and isinstance(obj.get("label"), dict)
+            and obj.get("identity_hash")):
+        return None
+    return {"label": obj["label"], "identity_hash": obj["identity_hash"]}
+
+
+def _trained_identity(model: Path, identity_hash: str) -> dict | None:
+    """The identity a model.pt was trained with: the options.json beside it, if it records
+    that hash (a later run in the folder may have replaced it)."""
+    try:
+        options = json.loads((model.parent / "options.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(options, dict) or options.get("identity_hash") != identity_hash:
+        return None
+    identity = options.get("identity")
+    return identity if isinstance(identity, dict) else None

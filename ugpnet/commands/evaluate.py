@@ -140,6 +140,7 @@ def _run_method(args) -> int:
     out = args.out or plan.metrics_file(args.method, args.task)
     check_out_path(out)
     folders = _restored_folders(plan, args.method, args.task)
+    plan.check_restored_models(args.method, args.task)  # the model each folder names: ours
     inspected = {key: inspect_dirs(pred, gt) for key, (pred, gt) in folders.items()}
     set_threads(args.threads)
     splits: dict[str, dict[str, dict]] = {}

@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..config import load_config
     from ..errors import ConfigError
-    from ..restore import restore_folder
+    from ..plan import Plan
+    from ..restore import resolve_checkpoint, restore_folder
     from ..training.common import resolve_device, set_threads
 
     cfg = load_config(args)
@@ -43,6 +44,8 @@ def run(args) -> int:
             raise ConfigError(f"--weights expects NAME=PATH, got '{item}'")
         extra[name] = Path(path)
     ckpt = Path(args.checkpoint) if args.checkpoint else None
+    Plan.of(cfg).check_model_identity(args.method, args.task,
+                                      resolve_checkpoint(cfg, args.method, args.task, ckpt))
     n = restore_folder(cfg, args.method, args.task, ckpt, Path(args.inp),
                        Path(args.out), device, intermediate=args.intermediate,
                        progress=not args.no_progress, extra=extra)

@@ -70,3 +70,40 @@ def logged(command):
     keeps the log of every earlier attempt, a failed one too."""
     return ("(PS4='== $(date -u +%Y-%m-%dT%H:%M:%SZ) attempt: '; set -x; "
             + command + ") 2>&1 | tee -a {log}.attempts > {log}")
+
+
+# A finished model.pt whose identity is not the one this configuration gives its stage (trained
+# outside the DAG into the workflow's run folder, e.g. `ugpnet --set ... train`) has metadata
+# and timestamps Snakemake takes as current; the plan finds it (ugpnet.plan: stale_model) and
+# its job is forced, as `--forcerun <model.pt>` would: it retrains, and its dependents rerun.
+# Checked for every train job of the DAG whenever Snakemake builds one (dry runs too); no file
+# is written. docs/RUNS.md, "When work reruns".
+_STALE_SAID = set()
+
+
+def train_inputs(w):
+    """What a stage reads (its kind declares it); forces the stage's job when its model.pt is
+    stale (above)."""
+    inputs = PLAN.stage_inputs(w.method, w.task, w.stage)
+    why = PLAN.stale_model(w.method, w.task, w.stage)
+    if why is not None:
+        force_rerun(f"{RUNS}/{w.method}/{w.task}/{w.stage}/model.pt", why)
+    return inputs
+
+
+def force_rerun(model, why):
+    from snakemake.exceptions import WorkflowError
+
+    forced = getattr(workflow.dag, "forcefiles", None)  # what `-R FILE` fills (Snakemake 9)
+    if not isinstance(forced, set):
+        raise WorkflowError(
+            f"{model} was trained with another identity than this configuration gives its "
+            f"stage ({why}), and this Snakemake offers the workflow no way to rerun it: force "
+            f"it yourself: snakemake --cores all results/table1.csv --forcerun {model}")
+    forced.add(model)
+    if model not in _STALE_SAID:
+        _STALE_SAID.add(model)
+        print(f"ugpnet (workflow): {model} was trained with another identity than this "
+              f"configuration gives its stage ({why}); it is trained again (the old state "
+              f"moves to superseded-<hash>/ in its run folder) and what depends on it reruns.",
+              file=sys.stderr)

@@ -21,9 +21,10 @@ rule pretrain_prior:
 
 rule train:
     # one rule for every stage of every method: the method's kind declares the stages, what
-    # each reads (inputs below) and the configuration slice that defines it (params.stage)
+    # each reads (inputs below) and the configuration slice that defines it (params.stage); a
+    # model.pt of another identity than the configuration's reruns (train_inputs, common.smk)
     input:
-        unpack(lambda w: PLAN.stage_inputs(w.method, w.task, w.stage)),
+        unpack(train_inputs),
     output:
         model=f"{RUNS}/{{method}}/{{task}}/{{stage}}/model.pt",
     params:
