@@ -117,16 +117,18 @@ def _target(stem: str, output: str, primary: str) -> str:
 @torch.no_grad()
 def restore_folder(cfg: Mapping, method: str, task: str, checkpoint: Path, inp: Path, out: Path,
                    device, intermediate: bool = False, progress: bool = True,
-                   extra: Mapping[str, Path] | None = None) -> int:
+                   extra: Mapping[str, Path] | None = None,
+                   gt_root: Path | None = None) -> int:
     """Restore every image of ``inp`` into ``out`` (same stems, PNG). With ``intermediate`` a
     method with several outputs (UGPNet: x_reg, x_syn) writes them to ``out/<output>/`` too.
-    ``out`` must lie apart from ``inp`` and the configuration's ground truth."""
-    from .plan import Plan
-
+    ``out`` must lie apart from ``inp`` and from ``gt_root`` (the configuration's ground truth,
+    ``Plan.gt_root()``; the caller passes it, plan being above this module)."""
     check_task(cfg, method, task)
     inp, out = Path(inp), Path(out)
-    check_separate(out, {"input folder": inp,
-                         "ground-truth folder of the configuration": Plan.of(cfg).gt_root()})
+    apart = {"input folder": inp}
+    if gt_root is not None:
+        apart["ground-truth folder of the configuration"] = Path(gt_root)
+    check_separate(out, apart)
     kind = kind_of(cfg, method)
     checkpoint = resolve_checkpoint(cfg, method, task, checkpoint)
     check_label(cfg, method, task, checkpoint)

@@ -44,10 +44,11 @@ def run(args) -> int:
             raise ConfigError(f"--weights expects NAME=PATH, got '{item}'")
         extra[name] = Path(path)
     ckpt = Path(args.checkpoint) if args.checkpoint else None
-    Plan.of(cfg).check_model_identity(args.method, args.task,
-                                      resolve_checkpoint(cfg, args.method, args.task, ckpt))
+    plan = Plan.of(cfg)
+    plan.check_model_identity(args.method, args.task,
+                              resolve_checkpoint(cfg, args.method, args.task, ckpt))
     n = restore_folder(cfg, args.method, args.task, ckpt, Path(args.inp),
                        Path(args.out), device, intermediate=args.intermediate,
-                       progress=not args.no_progress, extra=extra)
+                       progress=not args.no_progress, extra=extra, gt_root=plan.gt_root())
     print(f"restored {n} images into {args.out}")
     return 0
