@@ -69,6 +69,11 @@ def run(tmp_path):
                                                                 "test": N_IMAGES}}))
     seed = 0
     for m in CELLS:
+        # a weight file the manifests name (evaluate checks it is unchanged since the restore;
+        # not a ugpnet-bench model.pt, so it has no identity to check)
+        weights = tmp_path / "weights" / f"{m}.bin"
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        weights.write_bytes(f"{m} weights".encode())
         for split, outputs in plan.evaluation_splits(m, TASK).items():
             for output in outputs:
                 folder = Path(plan.restored_dir(m, TASK, split, output))
@@ -80,7 +85,7 @@ def run(tmp_path):
                 plan.restored_dir(m, TASK, split, o)).glob("*.png"))} for o in outputs}
             manifest.write_text(json.dumps({  # as ugpnet restore writes it
                 "tool": "ugpnet restore", "method": m, "task": TASK,
-                "checkpoint": f"runs/{m}/model.pt", "checkpoint_sha256": f"{m}-{split}-ckpt",
+                "checkpoint": str(weights), "checkpoint_sha256": sha256_file(weights),
                 "input_manifest": "lq/manifest.json", "input_manifest_sha256": f"{m}-{split}-lq",
                 "outputs": outputs, "sha256": digests[outputs[0]],
                 "intermediate_sha256": {o: digests[o] for o in outputs[1:]}}))
@@ -123,7 +128,7 @@ def test_method_mode_scores_every_output_of_both_splits_like_folder_mode(run):
             assert rec["protocol"]["schema"] == SCHEMA
             assert rec["protocol"]["pred_dir"] == pred and rec["protocol"]["gt_dir"] == gt
             prov = rec["protocol"]["provenance"]
-            assert prov["checkpoint_sha256"] == f"ugpnet-{split}-ckpt"
+            assert prov["checkpoint_sha256"] == sha256_file(root / "weights" / "ugpnet.bin")
             assert prov["gt_manifest_sha256"] == sha256_file(plan.gt_manifest())
             # folder mode on the same folder, with the configuration's metric settings
             alone = root / f"alone-{split}-{output}.json"
@@ -255,7 +260,7 @@ def test_tables_read_the_evaluation_files(run, capsys):
         src = meta["sources"][f"{m}/{TASK}"]
         assert src["file"] == path and src["sha256"] == sha256_file(path)
         assert src["output"] == first
-        assert src["checkpoint_sha256"] == f"{m}-test-ckpt"
+        assert src["checkpoint_sha256"] == sha256_file(root / "weights" / f"{m}.bin")
         assert src["input_manifest_sha256"] == f"{m}-test-lq"
         assert src["gt_manifest_sha256"] == sha256_file(plan.gt_manifest())
     # the outputs tables: one per split, the same rows, each split's own records

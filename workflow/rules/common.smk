@@ -68,8 +68,8 @@ def logged(command):
     attempt: <command as run>``, the shell's trace of it), and appended to ``<log>.attempts``:
     Snakemake deletes a job's log before each attempt (a retry, a rerun), so that file is what
     keeps the log of every earlier attempt, a failed one too."""
-    return ("(PS4='== $(date -u +%Y-%m-%dT%H:%M:%SZ) attempt: '; set -x; "
-            + command + ") 2>&1 | tee -a {log}.attempts > {log}")
+    return (f"(PS4='== $(date -u +%Y-%m-%dT%H:%M:%SZ) attempt: '; set -x; {command})"
+            " 2>&1 | tee -a {log}.attempts > {log}")
 
 
 # A finished model.pt whose identity is not the one this configuration gives its stage (trained
