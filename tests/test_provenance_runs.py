@@ -87,22 +87,10 @@ def test_a_rerun_of_a_finished_stage_retrains_it_from_scratch(data, tmp_path, mo
 
 
 # ----------------------------------------------------------------------------- trained_by
-def test_a_resume_across_a_code_change_lists_both_versions(data, tmp_path, monkeypatch, capsys):
-    from ugpnet.training import regression
-
-    original = regression.SupervisedStage.step
-    calls = {"n": 0}
-
-    def killed_at_13(self, batch, it):
-        calls["n"] += 1
-        if calls["n"] == 13:
-            raise KeyboardInterrupt("killed")
-        return original(self, batch, it)
-
-    monkeypatch.setattr(regression.SupervisedStage, "step", killed_at_13)
-    with pytest.raises(KeyboardInterrupt):
+def test_a_resume_across_a_code_change_lists_both_versions(data, tmp_path, monkeypatch, capsys,
+                                                           interrupt_step):
+    with interrupt_step(13):  # killed after 12 steps
         _train(data, tmp_path, monkeypatch, OLD, {"methods.nafnet.train.val_every": 12})
-    monkeypatch.setattr(regression.SupervisedStage, "step", original)
     out = tmp_path / "nafnet" / "denoise" / "train"
     assert _segments(_model(out / "last.pt")) == [(OLD, 0, 10)]
     capsys.readouterr()

@@ -65,22 +65,10 @@ def _assert_same_weights(a, b):
 
 
 # ----------------------------------------------------------------------------- identity
-def test_operational_options_keep_the_identity_and_resume(data, tmp_path, monkeypatch, capsys):
-    from ugpnet.training import regression
-
-    original = regression.SupervisedStage.step
-    calls = {"n": 0}
-
-    def killed_at_12(self, batch, it):
-        calls["n"] += 1
-        if calls["n"] == 13:
-            raise KeyboardInterrupt("killed")
-        return original(self, batch, it)
-
-    monkeypatch.setattr(regression.SupervisedStage, "step", killed_at_12)
-    with pytest.raises(KeyboardInterrupt):
+def test_operational_options_keep_the_identity_and_resume(data, tmp_path, capsys,
+                                                           interrupt_step):
+    with interrupt_step(13):  # killed after 12 steps
         _train(data, tmp_path)
-    monkeypatch.setattr(regression.SupervisedStage, "step", original)
     capsys.readouterr()
     # logging, checkpoint interval and workers are operational: same identity, resume at 10
     out = _train(data, tmp_path, {"methods.nafnet.train.log_every": 5,

@@ -121,29 +121,16 @@ def test_ugpnet_stages_reduce_their_losses(tiny_data, tmp_path):
     assert all(o.shape == (1, 3, 32, 32) for o in outs.values())
 
 
-def test_interrupted_run_resumes_from_last_checkpoint(tiny_data, tmp_path, monkeypatch):
-    from ugpnet.training import regression
-
+def test_interrupted_run_resumes_from_last_checkpoint(tiny_data, tmp_path, interrupt_step):
     sets = _train_common("methods.nafnet.train")
     sets.update({"methods.nafnet.train.total_iters": 6, "methods.nafnet.train.ckpt_every": 2,
                  "methods.nafnet.train.val_every": 2})
     cfg = _cfg(sets)
-    calls = {"n": 0}
-    original = regression.SupervisedStage.step
-
-    def flaky(self, batch, it):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("killed")
-        return original(self, batch, it)
-
-    monkeypatch.setattr(regression.SupervisedStage, "step", flaky)
     out = tmp_path / "nafnet" / "denoise" / "train"
-    with pytest.raises(KeyboardInterrupt):
+    with interrupt_step(5):  # killed after 4 steps
         _train(cfg, "nafnet", "denoise", "train", tiny_data, tmp_path)
     assert not (out / "model.pt").exists()  # nothing that looks finished
     assert torch.load(out / "last.pt", weights_only=True)["iter"] == 4
-    monkeypatch.setattr(regression.SupervisedStage, "step", original)
     _train(cfg, "nafnet", "denoise", "train", tiny_data, tmp_path)
     iters = [json.loads(line)["iter"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert iters == [1, 2, 3, 4, 5, 6]  # resumed at 4: no repeated or lost iterations
