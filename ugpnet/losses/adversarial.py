@@ -1,10 +1,12 @@
-"""StyleGAN2 adversarial losses (non-saturating logistic GAN + lazy R1), as in rosinality's
-``train.py`` and the official UGPNet synthesis training (``loss/gan_loss.py``).
+"""Adversarial losses: StyleGAN2's (non-saturating logistic GAN + lazy R1), as in rosinality's
+``train.py`` and the official UGPNet synthesis training (``loss/gan_loss.py``), and ESRGAN's
+relativistic average GAN (Wang et al. 2018, Eq. 1-2; BasicSR's ``ESRGANModel``).
 
 Logits are the raw discriminator outputs (any shape, usually ``[N,1]``).
 
 - generator:      ``g_nonsaturating_loss(fake) = mean softplus(-fake)``  (= -log sigmoid(fake))
 - discriminator:  ``d_logistic_loss(real, fake) = mean softplus(-real) + mean softplus(fake)``
+- relativistic:   ``g_relativistic_loss(real, fake)``, ``d_relativistic_loss(real, fake)`` (below)
 - R1 penalty:     ``d_r1_penalty(real_logits, real_images) = mean_n || d sum(real_logits) / d x_n ||^2``
   (the real images must have ``requires_grad=True`` before the discriminator sees them).
 
@@ -35,6 +37,34 @@ def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Discriminator loss ``mean softplus(-D(x)) + mean softplus(D(G(z)))``."""
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Binary cross-entropy with logits against a constant label (1: real, 0: fake)."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def d_relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Relativistic average D loss (ESRGAN), real and fake halves each weighted 0.5::
+
+        0.5 * BCE(C(x_r) - mean C(x_f), 1) + 0.5 * BCE(C(x_f) - mean C(x_r), 0)
+
+    The other half's mean is a constant (detached), so each half trains D through its own
+    logits only, as BasicSR's two backward passes do."""
+    real_half = _bce(real_logits - fake_logits.detach().mean(), 1.0)
+    fake_half = _bce(fake_logits - real_logits.detach().mean(), 0.0)
+    return 0.5 * real_half + 0.5 * fake_half
+
+
+def g_relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Relativistic average G loss (ESRGAN), the real logits detached::
+
+        (BCE(C(x_r) - mean C(x_f), 0) + BCE(C(x_f) - mean C(x_r), 1)) / 2"""
+    real = real_logits.detach()
+    return (_bce(real - fake_logits.mean(), 0.0) + _bce(fake_logits - real.mean(), 1.0)) / 2
+
+
+GAN_LOSSES = ("nonsaturating", "relativistic")  # names of the adversarial loss pairs
 
 
 def d_r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:

@@ -2,12 +2,12 @@
 
 No FFHQ StyleGAN2 exists offline, so the smoke profile trains its own prior from scratch on the
 training GT crops: non-saturating G loss, logistic D loss with lazy R1, EMA generator (StyleGAN2
-recipe). At paper scale ``stylegan2.checkpoint`` points at the user's pretrained FFHQ model.
+recipe; the GAN step is the shared :class:`~ugpnet.training.adversarial.AdversarialStage`). At
+paper scale ``stylegan2.checkpoint`` points at the user's pretrained FFHQ model.
 The saved file holds ``g_ema`` and ``d`` in our own layout (``format`` says so).
 """
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Mapping
@@ -22,7 +22,8 @@ from ..io import atomic_write_json
 from ..models.build import build_discriminator, build_generator
 from ..provenance import input_digest
 from .data import loader as make_loader
-from .gan import d_step, ema_update, g_adv_loss
+from .adversarial import AdversarialStage
+from .gan import GAN_RANGE, Critic
 from .loop import rng_state, set_rng_state
 from .run import OPERATIONAL_KEYS, Run, finished_model
 from .stream import DataStream
@@ -55,13 +56,22 @@ def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
         print(f"{out}: already finished with this identity (model.pt)", flush=True)
         return done
     G, D = build_generator(sg).to(device), build_discriminator(sg).to(device)
-    G_ema = copy.deepcopy(G).eval()
-    for q in G_ema.parameters():
-        q.requires_grad_(False)
     # StyleGAN2 lazy-regularisation correction of Adam's lr/betas for D
     c = p["r1_every"] / (p["r1_every"] + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"] * c, betas=(0.0, 0.99 ** c))
+
+    def sample(batch, it):
+        """(G(z), real) in [0, 1]; drawn once for the D step and once for the G step."""
+        real = batch["gt"]
+        z = torch.randn(real.shape[0], G.style_dim, device=device)
+        return (G(z) + 1) * 0.5, real
+
+    # StyleGAN2 recipe: D step, then G step on a fresh z, then the EMA generator
+    stage = AdversarialStage(G, opt_g, [Critic(D, opt_d, input_range=GAN_RANGE,
+                                               r1_gamma=p["r1_gamma"], r1_every=p["r1_every"])],
+                             forward=sample, fresh_fake=True, name="g",
+                             ema_beta=0.5 ** (p["batch_size"] / max(1, p["ema_half_life_images"])))
     ds = OnTheFlyDegradationDataset(gt / "train", lambda img, rng: img,
                                     seed=seed, crop=None, flip=True)
     batches = DataStream(make_loader(ds, p["batch_size"], True, 0, seed))
@@ -69,46 +79,31 @@ def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
     try:
         start = 0
         if s is not None:
-            G.load_state_dict(s["g"]), D.load_state_dict(s["d"]), G_ema.load_state_dict(s["g_ema"])
-            opt_g.load_state_dict(s["opt_g"]), opt_d.load_state_dict(s["opt_d"])
+            stage.load_state(s)
             set_rng_state(s["rng"])
             batches.load_state(s["data"])
             start = s["iter"]
-        beta = 0.5 ** (p["batch_size"] / max(1, p["ema_half_life_images"]))
         t0 = time.time()
         for it in tqdm(range(start, total), initial=start, total=total, desc="pretrain prior",
                        disable=not progress, dynamic_ncols=True):
-            real = next(batches)["gt"].to(device)
-            z = torch.randn(real.shape[0], G.style_dim, device=device)
-            fake = (G(z) + 1) * 0.5
-            parts = d_step(D, opt_d, real, fake, it, p["r1_gamma"], p["r1_every"])
-            for q in D.parameters():
-                q.requires_grad_(False)
-            z = torch.randn(real.shape[0], G.style_dim, device=device)
-            g_loss = g_adv_loss(D, (G(z) + 1) * 0.5)
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-            for q in D.parameters():
-                q.requires_grad_(True)
-            ema_update(G_ema, G, beta)
+            parts = stage.step({"gt": next(batches)["gt"].to(device)}, it)
+            logged = {"g_loss": parts["loss"],
+                      **{k: parts[k] for k in ("d_loss", "r1") if k in parts}}
             done = it + 1
             if done % p["log_every"] == 0 or done == total:
-                run.log.write({"iter": done, "g_loss": float(g_loss.detach()), **parts})
+                run.log.write({"iter": done, **logged})
                 if not progress:
-                    print(f"[prior] iter {done}/{total} g_loss={float(g_loss.detach()):.4g} "
-                          f"d_loss={parts['d_loss']:.4g}", flush=True)
+                    print(f"[prior] iter {done}/{total} g_loss={logged['g_loss']:.4g} "
+                          f"d_loss={logged['d_loss']:.4g}", flush=True)
             if done % p["ckpt_every"] == 0 or done == total:
-                run.save_last(done, {"g": G.state_dict(), "d": D.state_dict(),
-                                     "g_ema": G_ema.state_dict(), "opt_g": opt_g.state_dict(),
-                                     "opt_d": opt_d.state_dict(), "rng": rng_state(),
+                run.save_last(done, {**stage.state(), "rng": rng_state(),
                                      "data": batches.state()})
         summary = {"total_iters": total, "seconds": round(time.time() - t0, 1),
                    "identity_hash": run.hash, **run.provenance(total)}
-        save_checkpoint(out / "model.pt", {"format": PRIOR_FORMAT, "g_ema": G_ema.state_dict(),
+        save_checkpoint(out / "model.pt", {"format": PRIOR_FORMAT, "g_ema": stage.weights(),
                                            "d": D.state_dict(), "summary": summary,
                                            "label": run.label, "identity_hash": run.hash})
-        _sample_grid(G_ema, out / "samples.png", device, seed)
+        _sample_grid(stage.g_eval, out / "samples.png", device, seed)
         atomic_write_json(out / "summary.json", summary)
         return summary
     finally:

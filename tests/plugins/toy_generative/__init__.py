@@ -16,12 +16,11 @@ import torch
 from torch import nn
 
 from ugpnet.checkpoints import load_state_dict_strict
-from ugpnet.losses import d_logistic_loss, g_nonsaturating_loss
 from ugpnet.methods import (Data, MethodKind, Previous, Prior, Stage, StageContext, data_options,
                             final_weights, loaders, new_run, register_kind)
 from ugpnet.models.build import build_generator
-from ugpnet.training import (SupervisedStage, load_prior, lr_of, make_optimizer, make_scheduler,
-                             requires_grad, run_stage, weighted_loss)
+from ugpnet.training import (AdversarialStage, Critic, SupervisedStage, load_prior,
+                             make_optimizer, make_scheduler, run_stage, weighted_loss)
 
 _TRAIN = {"$ref": "#/$defs/train"}
 SCHEMA = {
@@ -84,55 +83,15 @@ class ToyDiscriminator(nn.Module):
         return self.net(x * 2.0 - 1.0)
 
 
-class AdversarialStage:
-    """L1 + adv_weight * non-saturating G loss; D with the logistic loss, its own optimiser."""
-
-    def __init__(self, net: ToyPriorNet, D: ToyDiscriminator, st, device):
-        self.net, self.D = net, D
-        self.modules = [net, D]
-        train = st["train"]
-        self.opt_g = make_optimizer([p for p in net.parameters() if p.requires_grad], train)
-        self.opt_d = make_optimizer(D.parameters(), train, lr=st["d_lr"])
-        self.sched = make_scheduler(self.opt_g, train)
-        self.adv_weight = float(st["adv_weight"])
-        self.l1 = weighted_loss({"l1": 1.0}, device)
-
-    def step(self, batch, it):
-        fake = self.net(batch["lq"])
-        d_loss = d_logistic_loss(self.D(batch["gt"]), self.D(fake.detach()))
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
-        requires_grad(self.D, False)
-        l1, parts = self.l1(fake, batch["gt"])
-        adv = g_nonsaturating_loss(self.D(fake))
-        loss = l1 + self.adv_weight * adv
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        self.sched.step()
-        requires_grad(self.D, True)
-        return {"loss": float(loss.detach()), **parts, "adversarial": float(adv.detach()),
-                "d_loss": float(d_loss.detach()), "lr": lr_of(self.opt_g)}
-
-    @torch.no_grad()
-    def predict(self, lq):
-        return self.net(lq)
-
-    def weights(self):
-        return self.net.state_dict()
-
-    def state(self):
-        return {"net": self.net.state_dict(), "d": self.D.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "sched": self.sched.state_dict()}
-
-    def load_state(self, s):
-        self.net.load_state_dict(s["net"])
-        self.D.load_state_dict(s["d"])
-        self.opt_g.load_state_dict(s["opt_g"])
-        self.opt_d.load_state_dict(s["opt_d"])
-        self.sched.load_state_dict(s["sched"])
+def adversarial_stage(net: ToyPriorNet, D: ToyDiscriminator, st, device) -> AdversarialStage:
+    """L1 + adv_weight * non-saturating G loss; D (logistic loss, no R1) with its own optimiser:
+    the shared adversarial stage, D step first."""
+    train = st["train"]
+    opt_g = make_optimizer([p for p in net.parameters() if p.requires_grad], train)
+    critic = Critic(D, make_optimizer(D.parameters(), train, lr=st["d_lr"]), input_range=(0, 1))
+    return AdversarialStage(net, opt_g, [critic], recon=weighted_loss({"l1": 1.0}, device),
+                            adv_weight=st["adv_weight"], scheduler=make_scheduler(opt_g, train),
+                            name="net")
 
 
 @register_kind("toy_generative")
@@ -171,8 +130,8 @@ class ToyGenerativeKind(MethodKind):
             stage = SupervisedStage(net, net, net.parameters(), {"l1": 1.0}, st["train"],
                                     ctx.device)
         else:
-            stage = AdversarialStage(net, ToyDiscriminator(ctx.mcfg["width"]).to(ctx.device), st,
-                                     ctx.device)
+            stage = adversarial_stage(net, ToyDiscriminator(ctx.mcfg["width"]).to(ctx.device), st,
+                                      ctx.device)
         return run_stage(stage, run=run, train=st["train"], train_loader=train_loader,
                          val_loader=val_loader, device=ctx.device, progress=ctx.progress)
 
