@@ -128,8 +128,9 @@ def test_a_user_layer_replaced_by_a_later_one_is_a_warning(raw, params, tmp_path
                                        "        lr: 2e-4\n        batch_size: 4\n")
     found = []
     resolve_files([params, mine], "smoke", warnings=found)
+    # (smoke's lr is its every_train rule's: the warning names the rule's key)
     assert found == [f"defaults.methods.nafnet.train.lr = 0.0002 ({mine}) is overridden by "
-                     f"profiles.smoke.methods.nafnet.train.lr = 0.001 ({params}); the later "
+                     f"profiles.smoke.every_train.lr = 0.001 ({params}); the later "
                      f"value is used"]
     # (batch_size 4 is what the profile sets too: nothing is lost, no warning)
     found = []  # under paper nothing replaces it
@@ -198,7 +199,7 @@ def test_a_dvc_tracked_default_shadowed_by_the_profile_is_a_warning(dvc_repo):
     resolve_files([params], "smoke", warnings=found)
     assert found == [f"defaults.methods.nafnet.train.lr = 0.0005 ({params}; tracked by dvc.yaml "
                      f"and changed since the last commit, so a DVC experiment records a value "
-                     f"that is not used) is overridden by profiles.smoke.methods.nafnet.train.lr "
+                     f"that is not used) is overridden by profiles.smoke.every_train.lr "
                      f"= 0.001 ({params}); the later value is used"]
     found = []
     paper = resolve_files([params], "paper", warnings=found)

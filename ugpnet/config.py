@@ -15,13 +15,33 @@ items, validates the result against ``ugpnet/schemas/params.schema.yaml`` (unkno
 are errors, as in nanoGPT's configurator) and returns a plain dict. Models never see this dict:
 commands slice it and pass plain arguments (rosinality style).
 
+One entry, one place: each of those sections may hold ``every_train:`` (:data:`RULE`), a partial
+train block shared by every method. Merging a section goes:
+
+1. the section's own keys (all but ``every_train``) are deep-merged over the configuration so far;
+2. its ``every_train`` is deep-merged into EVERY train block of EVERY method then present -- each
+   mapping that the method's kind schema validates as ``$defs/train``
+   (``methods.<m>.train``, ``methods.<m>.stages.<s>.train``, a plugin kind's own places; found
+   from the schema by :func:`train_blocks`, never by method name);
+3. the section's own method entries are merged again: they win over their section's rule.
+
+So a profile's ``every_train`` scales every method (one defined in ``defaults`` of params.yaml
+or of an override file included) and its ``methods.<m>`` entries say only where a method
+differs; in ``defaults`` the rule fills the keys a method's train block leaves out; in
+``overrides`` or ``--set every_train.KEY=VALUE`` it replaces that key of every method set so far
+(a method first defined in a later section does not get it). The resolved configuration has no
+``every_train`` key. All ``--set`` items are one section, so ``--set methods.m.train.lr=..``
+wins over ``--set every_train.lr=..`` whatever their order.
+
 Each layer -- ``defaults``, every profile (not only the active one), ``overrides`` of every file,
 each ``--set`` item -- is also validated on its own against the same schema without ``required``
 (:func:`partial_schema`), so a bad value is an error even where a later layer replaces it. A key
 the user set (params.yaml ``overrides``, an override file, ``snakemake --config``, ``--set``, or a
 key dvc.yaml tracks that differs from the committed params.yaml, as ``dvc exp run -S`` makes) that
 a later layer replaces by another value is a warning on stderr (:func:`override_warnings`); a
-profile replacing ``defaults`` is the design and says nothing.
+profile replacing ``defaults`` is the design and says nothing. A layer's ``every_train`` counts
+as the values it set in the train blocks it reached, named by the rule's own key
+(``profiles.smoke.every_train.total_iters = 300 (params.yaml)``).
 
 Override files (``snakemake --configfile my.yaml``, ``ugpnet --configfile my.yaml``) have the same
 layout and are deep-merged over params.yaml in order (:func:`resolve_files`). Every error names its
@@ -142,9 +162,28 @@ class Layer(NamedTuple):
     part: Any                   # the partial document (None: the section is absent or empty)
     user: bool = True
     edited: frozenset = frozenset()
+    # what the layer sets in the resolved configuration: ``part`` with its ``every_train``
+    # written out into the train blocks it reached (:func:`expand_rule`); None: ``part``
+    effect: Any = None
+    rule_at: tuple = ()         # the train-block paths its ``every_train`` reached
+
+    @property
+    def sets(self) -> Any:
+        """The partial document as merged: :attr:`effect`, else :attr:`part`."""
+        return self.part if self.effect is None else self.effect
+
+    def origin(self, path: tuple) -> tuple:
+        """The key path in the layer's own text that sets ``path`` of :attr:`sets`: ``path``
+        itself, or ``every_train.KEY`` for a value its rule wrote into a train block."""
+        path = tuple(path)
+        if _defined_at(self.part, path) is None:
+            for block in self.rule_at:
+                if path[:len(block)] == block and len(path) > len(block):
+                    return (RULE,) + path[len(block):]
+        return path
 
     def key(self, path: tuple) -> str:
-        return ".".join(str(p) for p in self.section + tuple(path))
+        return ".".join(str(p) for p in self.section + self.origin(path))
 
     def setting(self, path: tuple, value: Any, note: str = "") -> str:
         """``key = value (source[; note])``; a ``--set`` item is its own text."""
@@ -153,10 +192,11 @@ class Layer(NamedTuple):
         return f"{self.key(path)} = {json.dumps(value, default=str)} ({self.source}{note})"
 
     def set_by_user(self, path: tuple) -> bool:
-        return self.user or tuple(path) in self.edited
+        return self.user or self.origin(path) in self.edited
 
 
 TOP_ONLY = ("profile", "experiment", "plugins")  # top-level keys of a file, not merged sections
+RULE = "every_train"  # a section's partial train block merged into every method's (module doc)
 
 
 def file_layers(source: str, raw: Mapping, first: bool,
@@ -232,7 +272,7 @@ class Sources:
         self.layers = list(layers)
 
     def of(self, path: tuple, first: bool = False) -> str:
-        hits = [layer.source for layer in self.layers if _defined_at(layer.part, path) is not None]
+        hits = [layer.source for layer in self.layers if _defined_at(layer.sets, path) is not None]
         if not hits:
             return self.describe()
         return hits[0] if first else hits[-1]
@@ -373,22 +413,24 @@ def override_warnings(layers: list[Layer], cfg: Mapping) -> list[str]:
     the last commit) that a later layer replaces by another value: the value that was set has no
     effect. Profiles replacing ``defaults`` is the design (the paper protocol in ``defaults``,
     profiles scaling it down) and says nothing unless the default was edited and DVC tracks it."""
-    out = []
+    out: list[str] = []
     for i, layer in enumerate(layers):
-        for path, value in _leaves(layer.part):
+        for path, value in _leaves(layer.sets):
             if path[0] in TOP_ONLY or not layer.set_by_user(path):
                 continue
             if _get(cfg, path) == value:
                 continue
             later = [(lt, at) for lt in layers[i + 1:]
-                     if (at := _defined_at(lt.part, path)) is not None]
+                     if (at := _defined_at(lt.sets, path)) is not None]
             if not later:
                 continue
             by, at = later[-1]
             why = "" if layer.user else ("; tracked by dvc.yaml and changed since the last commit, "
                                          "so a DVC experiment records a value that is not used")
-            out.append(f"{layer.setting(path, value, why)} is overridden by "
-                       f"{by.setting(at, _get(by.part, at))}; the later value is used")
+            line = (f"{layer.setting(path, value, why)} is overridden by "
+                    f"{by.setting(at, _get(by.sets, at))}; the later value is used")
+            if line not in out:  # a rule replaced in several train blocks: said once
+                out.append(line)
     return out
 
 
@@ -446,6 +488,116 @@ def dvc_edited(params: Path, raw: Mapping) -> dict[tuple, frozenset]:
     return {section: frozenset(paths) for section, paths in out.items()}
 
 
+# ------------------------------------------------- every_train: one entry, one place (module doc)
+_TRAIN_REF = "#/$defs/train"
+
+
+def _train_paths(schema: Any, instance: Any, defs: Mapping, path: tuple = (),
+                 seen: frozenset = frozenset()) -> list[tuple]:
+    """Paths under ``instance`` whose value is a mapping that ``schema`` validates as
+    ``$defs/train`` (through ``properties``, ``patternProperties``, ``additionalProperties``,
+    ``allOf`` and local ``$ref``s; alternatives -- ``oneOf``/``anyOf`` -- are not followed)."""
+    if not isinstance(schema, Mapping) or not isinstance(instance, Mapping):
+        return []
+    ref = schema.get("$ref")
+    if ref == _TRAIN_REF:
+        return [path]
+    out: list[tuple] = []
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and ref not in seen:
+        out += _train_paths(defs.get(ref[len("#/$defs/"):]), instance, defs, path, seen | {ref})
+    for sub in schema.get("allOf") or ():
+        out += _train_paths(sub, instance, defs, path, seen)
+    props = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
+    patterns = (schema.get("patternProperties")
+                if isinstance(schema.get("patternProperties"), Mapping) else {})
+    extra = schema.get("additionalProperties")
+    for key, value in instance.items():
+        subs = [props[key]] if key in props else []
+        subs += [sub for pattern, sub in patterns.items() if re.search(pattern, str(key))]
+        if not subs and isinstance(extra, Mapping):
+            subs = [extra]
+        for sub in subs:
+            out += _train_paths(sub, value, defs, path + (key,), seen)
+    return list(dict.fromkeys(out))
+
+
+def train_blocks(cfg: Mapping, kinds: Mapping[str, Any] | None = None) -> list[tuple]:
+    """The key paths of every train block of every method of ``cfg`` (a whole or a partly merged
+    configuration): ``("methods", m, ..., "train")`` wherever the method's kind schema says
+    ``$ref: "#/$defs/train"``. ``kinds``: method name -> kind, else each entry's own ``kind``;
+    a method of an unknown kind has none (the resolved configuration's check reports it)."""
+    from .methods import get_kind
+
+    methods = cfg.get("methods") if isinstance(cfg, Mapping) else None
+    out: list[tuple] = []
+    schemas: dict = {}
+    for name, entry in (methods.items() if isinstance(methods, Mapping) else ()):
+        if not isinstance(entry, Mapping):
+            continue
+        kind = (kinds or {}).get(name) or entry.get("kind")
+        if not isinstance(kind, str):
+            continue
+        if kind not in schemas:
+            try:
+                schemas[kind] = kind_schema(get_kind(kind))
+            except ConfigError:
+                schemas[kind] = None
+        schema = schemas[kind]
+        if schema is not None:
+            out += [("methods", name) + p
+                    for p in _train_paths(schema, entry, schema.get("$defs") or {})]
+    return out
+
+
+def _split_rule(part: Any) -> tuple[Any, dict]:
+    """(the section's ``every_train``, the section without it)."""
+    if not isinstance(part, Mapping):
+        return None, {}
+    return part.get(RULE), {k: v for k, v in part.items() if k != RULE}
+
+
+def _put(tree: dict, path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def merge_sections(sections: Iterable[Any], kinds: Mapping[str, Any] | None = None
+                   ) -> tuple[dict, list[list[tuple]]]:
+    """Deep-merge the sections in order, each with its ``every_train`` (module doc): its own keys,
+    then its rule into every train block present, then its own method entries again. Returns the
+    configuration and, per section, the train-block paths its rule reached."""
+    cfg: dict = {}
+    reached: list[list[tuple]] = []
+    for part in sections:
+        rule, rest = _split_rule(part)
+        cfg = deep_merge(cfg, rest)
+        paths: list[tuple] = []
+        if isinstance(rule, Mapping) and rule:
+            paths = train_blocks(cfg, kinds)
+            for path in paths:
+                _put(cfg, path, deep_merge(_get(cfg, path), rule))
+            cfg = deep_merge(cfg, rest)  # the section's own entries win over its rule
+        reached.append(paths)
+    return cfg, reached
+
+
+def expand_rule(layer: Layer, reached: list[tuple], section_rest: Any) -> Layer:
+    """``layer`` with :attr:`Layer.effect`: its own keys plus its ``every_train`` written into
+    each train block in ``reached`` where its section's own entries (``section_rest``, every
+    file's section merged, rule left out) do not set that key: what the layer set, as the
+    override warnings and error sources see it."""
+    rule, rest = _split_rule(layer.part)
+    if not isinstance(rule, Mapping) or not rule:
+        return layer if rule is None else layer._replace(effect=rest)
+    written: dict = {}
+    for block in reached:
+        for path, value in _leaves(rule):
+            if _defined_at(section_rest, block + path) is None:
+                _put(written, block + path, copy.deepcopy(value))
+    return layer._replace(effect=deep_merge(written, rest), rule_at=tuple(reached))
+
+
 ALLOWED_TOP = frozenset({"profile", "experiment", "plugins", "defaults", "profiles", "overrides"})
 
 
@@ -478,15 +630,24 @@ def resolve(raw: Mapping, profile: str | None = None, sets: Iterable[str] = (),
     every = [layer for file in per_file for layer in file] + items
     validate_layers(every, files)
     applied = applied_layers(per_file, profile, items)
-    cfg = deep_merge(raw["defaults"], profiles[profile] or {})
-    cfg = deep_merge(cfg, raw.get("overrides") or {})
-    cfg = deep_merge(cfg, parse_set_items(sets))
+    sections = [raw["defaults"], profiles[profile] or {}, raw.get("overrides") or {},
+                parse_set_items(sets)]
+    names = [name for name, _ in layers] + (["--set"] if sets else [])
+    top = [Layer(name, (), {k: part[k] for k in TOP_ONLY if k in part}) for name, part in layers]
+    # first the plugins (they register the kinds whose schemas place every_train), then the rules
+    plain, _ = merge_sections([_split_rule(part)[1] for part in sections])
+    plugins = list(raw.get("plugins") or []) + list(plain.get("plugins") or [])
+    import_plugins(plugins, Sources(names, applied + top))
+    kinds = {name: entry.get("kind") for name, entry in (plain.get("methods") or {}).items()
+             if isinstance(entry, Mapping)}
+    cfg, reached = merge_sections(sections, kinds)
+    index = {("defaults",): 0, ("profiles", profile): 1, ("overrides",): 2, (): 3}
+    applied = [expand_rule(layer, reached[index[layer.section]],
+                           _split_rule(sections[index[layer.section]])[1]) for layer in applied]
     cfg["profile"] = profile
     cfg["experiment"] = str(experiment or raw.get("experiment") or "default")
-    cfg["plugins"] = list(raw.get("plugins") or []) + list(cfg.get("plugins") or [])
-    top = [Layer(name, (), {k: part[k] for k in TOP_ONLY if k in part}) for name, part in layers]
-    sources = Sources([name for name, _ in layers] + (["--set"] if sets else []), applied + top)
-    import_plugins(cfg["plugins"], sources)  # first: plugins register the kinds validation needs
+    cfg["plugins"] = plugins
+    sources = Sources(names, applied + top)
     validate_layer_methods(every, cfg, files)
     validate(cfg, sources)
     found = override_warnings(applied, cfg)
