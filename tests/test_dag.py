@@ -14,6 +14,11 @@ from ugpnet.metrics.evaluate import BUNDLE_SCHEMA, read_bundle_record
 from workspace import REPO, copy_workflow, env_with, failure, plan_for, snakemake
 
 
+# what the built-in kinds are (the methods of the default table are read from the configuration)
+KIND_FAMILIES = {"input": "reference", "regression": "regression", "ugpnet": "generative"}
+KIND_STAGES = {"regression": ["train"], "ugpnet": ["restoration", "synthesis", "fusion"]}
+
+
 def test_snakemake_lint_is_clean(tmp_path):
     copy_workflow(tmp_path)
     r = snakemake(["--lint"], tmp_path)
@@ -37,11 +42,18 @@ def plan(tiny_run):
 
 def test_table1_has_real_numbers_for_every_method_and_task(tiny_run, plan):
     df = pd.read_csv(tiny_run / "results" / "table1.csv", index_col="method")
-    assert list(df.index) == ["input", "nafnet", "rrdbnet", "ugpnet"]
-    assert df["family"].to_dict() == {"input": "reference", "nafnet": "regression",
-                                      "rrdbnet": "regression", "ugpnet": "generative"}
-    cells = {"input": ("denoise", "deblur", "sr"), "nafnet": ("denoise", "deblur"),
-             "rrdbnet": ("sr",), "ugpnet": ("denoise", "deblur", "sr")}
+    methods = plan.cfg["table1"]["methods"]
+    assert list(df.index) == methods  # one row per configured method, in the configured order
+    # each row's family is its kind's: the reference input row, regression baselines, UGPNet
+    families = {m: plan.family(m) for m in methods}
+    assert df["family"].to_dict() == families
+    for method, family in families.items():
+        kind = plan.cfg["methods"][method]["kind"]
+        assert family == KIND_FAMILIES.get(kind, family), (method, kind)
+    cells: dict = {}
+    for method, task in plan.table_cells():  # every method x each of its Table 1 tasks
+        cells.setdefault(method, []).append(task)
+    assert list(cells) == methods
     for method, tasks in cells.items():
         for task in tasks:
             mean = read_bundle_record(plan.metrics_file(method, task), "test",
@@ -88,19 +100,26 @@ def test_table1_has_real_numbers_for_every_method_and_task(tiny_run, plan):
     assert (tiny_run / "results" / "table1.png").stat().st_size > 1000
 
 
-# the input row trains nothing, so it has no run
-STAGES = {("nafnet", "denoise"): ["train"], ("nafnet", "deblur"): ["train"],
-          ("rrdbnet", "sr"): ["train"],
-          **{("ugpnet", t): ["restoration", "synthesis", "fusion"] for t in ("denoise", "deblur", "sr")}}
+def trained_stages(plan) -> dict:
+    """(method, task) -> its stages, for every Table 1 cell that trains (the input row trains
+    nothing, so it has no run)."""
+    out = {(m, t): [st.name for st in plan.stages(m, t)] for m, t in plan.table_cells()}
+    return {cell: stages for cell, stages in out.items() if stages}
 
 
 def test_runs_select_on_validation_and_record_options(tiny_run, plan):
     runs = Path(plan.runs)
+    stages_of = trained_stages(plan)
+    # the official recipe of the two method families (the table's methods come from the config)
+    for (method, task), stages in stages_of.items():
+        if plan.cfg["methods"][method]["kind"] in KIND_STAGES:
+            assert stages == KIND_STAGES[plan.cfg["methods"][method]["kind"]], (method, task)
     found = sorted(str(p.relative_to(runs).parent) for p in runs.glob("*/*/*/summary.json"))
-    assert found == sorted(f"{m}/{t}/{s}" for (m, t), ss in STAGES.items() for s in ss)
-    for (method, task), stages in STAGES.items():
+    assert found == sorted(str(Path(plan.stage_dir(m, t, s)).relative_to(runs))
+                           for (m, t), ss in stages_of.items() for s in ss)
+    for (method, task), stages in stages_of.items():
         for stage in stages:
-            run = runs / method / task / stage
+            run = Path(plan.stage_dir(method, task, stage))
             s = json.loads((run / "summary.json").read_text())
             val = {r["iter"]: r for r in map(json.loads, (run / "val.jsonl").read_text().splitlines())}
             assert s["selected_iter"] in val and val[s["selected_iter"]]["selected"]
@@ -180,7 +199,7 @@ def test_timing_table_sums_one_benchmark_file_per_job(tiny_run, plan, tmp_path):
     assert len(df) == len(files)
     counts = df.groupby("rule").size().to_dict()
     # one train job per stage run, one evaluate job per Table 1 cell (all its outputs and splits)
-    assert counts["train"] == sum(len(s) for s in STAGES.values())
+    assert counts["train"] == sum(len(s) for s in trained_stages(plan).values())
     assert counts["evaluate"] == len(list(plan.table_cells()))
     assert {"prepare", "degrade", "restore", "table1", "pretrain_prior", "val_outputs",
             "test_outputs"} <= set(counts)
