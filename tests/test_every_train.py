@@ -179,25 +179,39 @@ def test_a_user_value_the_rule_replaces_is_a_warning_and_the_rule_is_named(param
                      f"--set methods.nafnet.train.num_workers=1; the later value is used"]
 
 
-def test_a_plugin_kinds_train_blocks_are_found_from_its_schema(params, tmp_path, repo_root,
-                                                               monkeypatch):
-    monkeypatch.syspath_prepend(str(repo_root / "tests" / "plugins"))
+# a kind of another shape: its train blocks under `phases.<any name>.train`, and a `data.train`
+# mapping that is not a train block (the schema says which is which, not the key's name)
+PROBE_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["kind", "tasks", "phases"],
+    "properties": {
+        "kind": True, "tasks": True,
+        "data": {"type": "object", "properties": {"train": {"type": "object"}}},
+        "phases": {"type": "object", "additionalProperties": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"train": {"$ref": "#/$defs/train"}}}}}}
+
+
+def test_any_kinds_train_blocks_are_found_from_its_schema(params, tmp_path, monkeypatch):
+    import types
+
+    import ugpnet.methods as methods
+
+    real = methods.get_kind
+    monkeypatch.setattr(methods, "get_kind", lambda name: types.SimpleNamespace(
+        schema=PROBE_SCHEMA) if name == "probe" else real(name))
     train = {"total_iters": 1000, "batch_size": 8, "lr": 1.0e-3, "val_every": 500,
              "ckpt_every": 500}
-    mine = _write(tmp_path, "toy.yaml", {
-        "plugins": ["toy_generative"],
-        "defaults": {"methods": {"toygan": {
-            "kind": "toy_generative", "tasks": ["deblur"], "width": 8,
-            "stages": {"warmup": {"train": dict(train)},
-                       "adversarial": {"d_lr": 1.0e-3, "adv_weight": 0.1,
-                                       "train": dict(train)}}}}}})
+    mine = _write(tmp_path, "probe.yaml", {"defaults": {"methods": {"probe": {
+        "kind": "probe", "tasks": ["deblur"], "data": {"train": {"total_iters": 1}},
+        "phases": {"warm": {"train": dict(train)}, "main": {"train": dict(train)}}}}}})
     cfg = resolve_files([params, mine], "tiny", warnings=[])
-    assert {b for b in train_blocks(cfg) if b[1] == "toygan"} == {
-        ("methods", "toygan", "stages", "warmup", "train"),
-        ("methods", "toygan", "stages", "adversarial", "train")}
-    for stage in ("warmup", "adversarial"):
-        got = cfg["methods"]["toygan"]["stages"][stage]["train"]
-        assert (got["total_iters"], got["batch_size"], got["log_every"]) == (4, 2, 1), stage
+    assert {b for b in train_blocks(cfg) if b[1] == "probe"} == {
+        ("methods", "probe", "phases", "warm", "train"),
+        ("methods", "probe", "phases", "main", "train")}
+    for phase in ("warm", "main"):
+        got = cfg["methods"]["probe"]["phases"][phase]["train"]
+        assert (got["total_iters"], got["batch_size"], got["log_every"]) == (4, 2, 1), phase
+    assert cfg["methods"]["probe"]["data"] == {"train": {"total_iters": 1}}  # not a train block
 
 
 def test_a_resolved_file_resolves_to_itself(raw, tmp_path):
