@@ -1,7 +1,7 @@
 """What the smoke prior's length buys: x_syn on val against the prior's pretraining iterations.
 
 For each prior length N (``--iters``), pretrain the smoke StyleGAN2 prior for N iterations (the
-DAG's ``pretrain_prior`` with ``stylegan2.pretrain.total_iters = N``), then train UGPNet's
+DAG's ``pretrain_prior`` with ``priors.<the method's prior>.pretrain.total_iters = N``), then train UGPNet's
 synthesis stage of ``--task`` from it exactly as the DAG does (same configuration, the DAG's own
 restoration model, the stage's configured iterations), and record the val metrics of the final
 x_syn (the synthesis stage validates x_syn; its ``val.jsonl``) and the seconds each step took.
@@ -51,7 +51,7 @@ def main() -> int:
         raise SystemExit(f"{restoration} does not exist: run the DAG first (README)")
     rows = []
     for n in [int(v) for v in args.iters.split(",")]:
-        sg = copy.deepcopy(cfg["stylegan2"])
+        sg = copy.deepcopy(cfg["priors"][plan.mcfg(args.method).get("prior", "stylegan2")])
         sg["pretrain"]["total_iters"] = n
         seed_everything(cfg["data"]["seed"])
         t0 = time.perf_counter()

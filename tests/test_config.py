@@ -16,10 +16,11 @@ def test_every_profile_resolves_and_plans(raw, profile):
     from ugpnet.plan import Plan
 
     # the paper profile needs the user's StyleGAN2 (refused without one: test_runs.py)
-    sets = ["stylegan2.checkpoint=/weights/stylegan2-ffhq-512x512.pkl"] if profile == "paper" else []
+    sets = (["priors.stylegan2.checkpoint=/weights/stylegan2-ffhq-512x512.pkl"]
+            if profile == "paper" else [])
     cfg = resolve(raw, profile, sets)
     assert cfg["profile"] == profile
-    assert cfg["data"]["resolution"] == cfg["stylegan2"]["size"]
+    assert cfg["data"]["resolution"] == cfg["priors"][cfg["methods"]["ugpnet"]["prior"]]["size"]
     plan = Plan.of(cfg)
     cells = list(plan.table_cells())
     assert {m for m, _ in cells} == set(cfg["table1"]["methods"])

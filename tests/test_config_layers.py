@@ -78,7 +78,7 @@ def test_a_layer_is_partial_no_key_is_required(raw):
     # a profile sets a few keys of train/checkpoint/loss: fine in a layer (the resolved
     # configuration still needs them, and gets them from defaults)
     part = {"methods": {"nafnet": {"loss": {}, "train": {"batch_size": 2}}},
-            "stylegan2": {"pretrain": {"lr": 0.01}}}
+            "priors": {"stylegan2": {"pretrain": {"lr": 0.01}}}}
     cfg = resolve(_with(raw, "profiles.tiny", part), "tiny")
     assert cfg["methods"]["nafnet"]["train"]["batch_size"] == 2
     assert cfg["methods"]["nafnet"]["loss"] == {"psnr": 1.0}

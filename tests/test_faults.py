@@ -339,14 +339,16 @@ def test_a_user_stylegan2_checkpoint_is_verified_by_its_configured_sha256(tmp_pa
     ckpt = tmp_path / "stylegan2.pt"
     ckpt.write_bytes(b"not really a generator")
     good = hashlib.sha256(ckpt.read_bytes()).hexdigest()
-    base = [f"stylegan2.checkpoint={ckpt}"]
-    plan = Plan.of(load_config(profile="tiny", sets=base + [f"stylegan2.checkpoint_sha256={good}"]))
-    assert plan.prior() == str(ckpt)
-    plan = Plan.of(load_config(profile="tiny", sets=base + [f"stylegan2.checkpoint_sha256={'a' * 64}"]))
-    with pytest.raises(CheckpointError, match=rf"{ckpt}: the StyleGAN2 checkpoint has sha256 {good}"):
+    base = [f"priors.stylegan2.checkpoint={ckpt}"]
+    sha = "priors.stylegan2.checkpoint_sha256"
+    plan = Plan.of(load_config(profile="tiny", sets=base + [f"{sha}={good}"]))
+    assert plan.prior("stylegan2") == str(ckpt)
+    plan = Plan.of(load_config(profile="tiny", sets=base + [f"{sha}={'a' * 64}"]))
+    with pytest.raises(CheckpointError, match=rf"{ckpt}: the checkpoint of prior 'stylegan2' has "
+                                              rf"sha256 {good}, but {sha} says"):
         plan.check()
     with pytest.raises(ConfigError, match=r"stylegan2\.checkpoint_sha256: .*\[in --set"):
-        load_config(profile="tiny", sets=base + ["stylegan2.checkpoint_sha256=abc"])
+        load_config(profile="tiny", sets=base + ["priors.stylegan2.checkpoint_sha256=abc"])
 
 
 def test_a_zero_byte_model_is_named_as_empty(tmp_path):

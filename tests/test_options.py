@@ -80,7 +80,7 @@ def test_official_rrdbnet_has_no_bicubic_term():
 def test_paper_profile_runs_no_option_and_keeps_its_identity(repo_root, monkeypatch):
     monkeypatch.chdir(repo_root)
     cfg = _cfg("paper")
-    cfg["stylegan2"]["checkpoint"] = "prior.pt"  # any path: only the plan's slices are read
+    cfg["priors"]["stylegan2"]["checkpoint"] = "prior.pt"  # any path: only the plan's slices are read
     plan = Plan.of(cfg)
     for method in cfg["table1"]["methods"]:
         assert plan.options_beyond_paper(method) == []

@@ -1,5 +1,6 @@
 """train_precision: fp32 | bf16 | auto (mixed-precision training), and what it leaves alone."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,7 +102,8 @@ def test_ugpnet_stages_train_in_bf16(tiny_data, tmp_path):
                  f"{p}.ckpt_every=30", f"{p}.lr=2e-3"]
     cfg = load_config(profile="tiny", sets=sets)
     plan = Plan.of(cfg, data=str(tiny_data), runs=str(tmp_path))
-    pretrain_prior(cfg["stylegan2"], plan.gt_root(), tmp_path / "prior", "cpu", progress=False)
+    pretrain_prior(cfg["priors"]["stylegan2"], plan.gt_root(),
+                   Path(plan.pretrained_prior("stylegan2")).parent, "cpu", progress=False)
     for stage, key in (("restoration", "psnr"), ("synthesis", "l1"), ("fusion", "l1")):
         seed_everything(cfg["data"]["seed"])
         ctx = plan.context("ugpnet", "denoise", stage, device="cpu", progress=False)

@@ -23,7 +23,7 @@ from ugpnet.training.augment import CycleAugment
 from ugpnet.training.common import seed_everything
 from workspace import REPO, make_tiny_data
 
-PAPER_PRIOR = ["stylegan2.checkpoint=/weights/stylegan2-ffhq-512x512.pkl"]
+PAPER_PRIOR = ["priors.stylegan2.checkpoint=/weights/stylegan2-ffhq-512x512.pkl"]
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,8 @@ def test_rrdbnet_is_frozen_and_untouched_by_every_stage(tiny):
     from ugpnet.training.prior import pretrain_prior
 
     plan = _train(tiny, "rrdbnet", "sr", "train")
-    pretrain_prior(plan.cfg["stylegan2"], plan.gt_root(), Path(plan.pretrained_prior()).parent,
-                   "cpu", progress=False)
+    pretrain_prior(plan.cfg["priors"]["stylegan2"], plan.gt_root(),
+                   Path(plan.pretrained_prior("stylegan2")).parent, "cpu", progress=False)
     for stage in ("restoration", "synthesis", "fusion"):
         plan = _train(tiny, "ugpnet", "sr", stage)
     rrdb = final_weights(plan.final_model("rrdbnet", "sr"))
@@ -236,7 +236,7 @@ def test_the_official_pair_of_prior_files(tmp_path):
     assert "separate G and D files" in fmt
     assert_same_state(g, g_src)
     assert_same_state(d, d_src)
-    cfg = load_config(profile="paper", sets=[f"stylegan2.checkpoint={{g: {tmp_path}/net_g.pth, "
+    cfg = load_config(profile="paper", sets=[f"priors.stylegan2.checkpoint={{g: {tmp_path}/net_g.pth, "
                                              f"d: {tmp_path}/net_d.pth}}"])
     inputs = Plan.of(cfg).stage_inputs("ugpnet", "deblur", "synthesis")
     assert (inputs["prior"], inputs["prior_d"]) == (f"{tmp_path}/net_g.pth", f"{tmp_path}/net_d.pth")
@@ -282,7 +282,7 @@ def test_hinet_stage_two_reuses_conv_01_as_the_official_code():
 
 
 def test_church_variant_architecture_and_parameter_count():
-    cfg = load_config(profile="church", sets=["stylegan2.checkpoint=/weights/church.pkl"])
+    cfg = load_config(profile="church", sets=["priors.stylegan2.checkpoint=/weights/church.pkl"])
     model = get_kind("ugpnet").build(cfg, "ugpnet", "deblur")
     g = model.synthesis.generator
     assert g.num_latents == 14 and g.feature_channels == 128 and g.size == 256
@@ -292,5 +292,5 @@ def test_church_variant_architecture_and_parameter_count():
     assert sum(p.numel() for p in model.fusion.parameters()) == expected
     from ugpnet.models.build import build_discriminator
 
-    d = build_discriminator(cfg["stylegan2"])
+    d = build_discriminator(cfg["priors"]["stylegan2"])
     assert d.channels[256] == 128  # channel multiplier 2 (train_synmodule.py: chan = 2)

@@ -289,7 +289,7 @@ def test_no_prior_at_paper_scale_is_refused_before_anything_runs(tmp_path, capsy
     from ugpnet.cli import main
 
     cfg = load_config(profile="paper")
-    with pytest.raises(ConfigError, match=r"stylegan2\.checkpoint is null.*total_iters is 0"):
+    with pytest.raises(ConfigError, match=r"priors\.stylegan2\.checkpoint is null.*total_iters is 0"):
         Plan.of(cfg).check()
     rc = main(["--profile", "paper", "pretrain-prior", "--gt", str(tmp_path), "--out",
                str(tmp_path / "prior")])

@@ -126,7 +126,7 @@ def test_a_dry_run_with_another_configuration_changes_no_file(work):
 def test_the_paper_profile_without_a_prior_fails_before_any_job(work):
     r = _run(work, config=("profile=paper",), dry=True)
     assert r.returncode != 0
-    assert "stylegan2.checkpoint is null" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+    assert "priors.stylegan2.checkpoint is null" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
 
 
 def test_training_logs_have_a_line_per_logging_window(work):

@@ -97,7 +97,8 @@ def test_ugpnet_stages_reduce_their_losses(tiny_data, tmp_path):
     from ugpnet.training.prior import pretrain_prior
 
     plan = _plan(cfg, tiny_data, tmp_path)
-    pretrain_prior(cfg["stylegan2"], plan.gt_root(), tmp_path / "prior", "cpu", progress=False)
+    pretrain_prior(cfg["priors"]["stylegan2"], plan.gt_root(),
+                   Path(plan.pretrained_prior("stylegan2")).parent, "cpu", progress=False)
     for stage, key in (("restoration", "psnr"), ("synthesis", "l1"), ("fusion", "l1")):
         _, out = _train(cfg, "ugpnet", "denoise", stage, tiny_data, tmp_path)
         _decreased(_losses(out, key), f"{stage} {key}")

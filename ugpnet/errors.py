@@ -28,3 +28,9 @@ class RunLockedError(UGPNetError):
 
 class TrainingDiverged(UGPNetError):
     """A training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class UndeclaredConfigRead(UGPNetError):
+    """A method kind's ``train_stage`` read a configuration key its ``stage_config`` (the stage's
+    identity) does not cover: a change of that key would not rerun the stage. Not a KeyError, so
+    ``.get(key, default)`` cannot hide it."""

@@ -35,11 +35,13 @@ from .errors import CheckpointError, ConfigError, DataError
 from .io import sha256_file
 from .methods import (Data, MethodModel, Previous, Prior, StageContext, UserFile, check_task,
                       get_kind)
-from .methods.contract import MethodKind, Stage
+from .methods.contract import SHARED, MethodKind, Stage
+from .methods.identity import RecordingView, RestrictedView, to_plain
 from .models.options import beyond_paper, strip_official
 from .provenance import digest_of, input_digest
 from .training.common import PRECISIONS, resolve_precision
-from .training.run import identity_changes, operational_of, strip_operational
+from .training.run import (DEFAULT_VALIDATION, OPERATIONAL_KEYS, identity_changes,
+                           operational_of, strip_operational)
 
 KERNEL_BANKS = ("train", "val", "test")
 KERNEL_SEED_OFFSET = {"train": 0, "test": 1, "val": 2}  # separate banks: no kernel is shared
@@ -82,23 +84,49 @@ class Plan:
         return self.cfg["methods"][method]
 
     def stages(self, method: str, task: str) -> list[Stage]:
+        """The stages of ``method`` for ``task`` in order (``task`` = ``shared``: its shared
+        stages)."""
+        if task == SHARED:
+            return self.shared_stages(method)
         check_task(self.cfg, method, task)
         return list(self.kind(method).stages(self.mcfg(method), task))
 
     def stage(self, method: str, task: str, stage: str) -> Stage:
+        if task == SHARED:
+            for st in self.shared_stages(method):
+                if st.name == stage:
+                    return st
+            raise ConfigError(f"method '{method}' has no shared stage '{stage}' (shared stages: "
+                              f"{[s.name for s in self.shared_stages(method)] or 'none'})")
         check_task(self.cfg, method, task)
         return self.kind(method).stage(self.mcfg(method), task, stage)
+
+    def _kind_task(self, method: str, task: str, stage: str) -> str:
+        """``shared`` for a shared stage (whatever task it is asked for), else ``task``."""
+        return SHARED if task == SHARED or self.is_shared(method, stage) else task
+
+    def stage_slice(self, method: str, task: str, stage: str) -> tuple[dict, frozenset]:
+        """The kind's ``stage_config`` as plain data, and the path of every configuration key
+        it read (:mod:`ugpnet.methods.identity`): what ``train_stage`` may read."""
+        task = self._kind_task(method, task, stage)
+        self.stage(method, task, stage)
+        paths: set = set()
+        raw = self.kind(method).stage_config(RecordingView(self.cfg, paths), method,
+                                             None if task == SHARED else task, stage)
+        return to_plain(raw), frozenset(paths)
 
     def stage_config(self, method: str, task: str, stage: str) -> dict:
         """The configuration slice that defines a stage's result, without operational keys
         (what the workflow reruns on, and what enters the stage's identity)."""
-        self.stage(method, task, stage)
+        raw, _ = self.stage_slice(method, task, stage)
         # options beyond the paper at their official value are left out: runs made before an
         # option existed keep their identity
-        out = strip_official(strip_operational(
-            self.kind(method).stage_config(self.cfg, method, task, stage)))
+        out = strip_official(strip_operational(raw))
         if self.cfg.get("train_precision", "fp32") != "fp32":  # fp32 runs keep their identity
             out["train_precision"] = self.cfg["train_precision"]
+        validation = to_plain(self.cfg["validation"])
+        if validation != DEFAULT_VALIDATION:  # the defaults keep existing identities
+            out["validation"] = validation  # checkpoint selection: part of the result
         return out
 
     def options_beyond_paper(self, method: str, task: str | None = None) -> list[str]:
@@ -110,7 +138,7 @@ class Plan:
         tasks = [t for m, t in self.table_cells() if m == method and task in (None, t)]
         for t in tasks:
             for st in self.stages(method, t):
-                raw = self.kind(method).stage_config(self.cfg, method, t, st.name)
+                raw, _ = self.stage_slice(method, t, st.name)
                 for label in beyond_paper(raw):
                     if t not in per_label.setdefault(label, []):
                         per_label[label].append(t)
@@ -201,7 +229,8 @@ class Plan:
 
     # ------------------------------------------------------------------ runs
     def stage_dir(self, method: str, task: str, stage: str) -> str:
-        return str(Path(self.runs) / method / task / stage)
+        """``<runs>/<method>/<task>/<stage>``; a shared stage's task folder is ``shared``."""
+        return str(Path(self.runs) / method / self.task_folder(method, task, stage) / stage)
 
     def stage_model(self, method: str, task: str, stage: str) -> str:
         return str(Path(self.stage_dir(method, task, stage)) / "model.pt")
@@ -212,54 +241,126 @@ class Plan:
         final = self.kind(method).final_stage(self.mcfg(method), task)
         return None if final is None else self.stage_model(method, task, final.name)
 
-    def pretrained_prior(self) -> str:
-        return str(Path(self.runs) / "prior" / "model.pt")
+    # ------------------------------------------------------------------ named priors
+    def prior_cfg(self, name: str) -> Mapping:
+        """The entry ``priors.<name>`` (ConfigError naming the known ones when absent)."""
+        priors = self.cfg["priors"]
+        if name not in priors:
+            raise ConfigError(f"no prior named '{name}': params.yaml defines priors "
+                              f"{sorted(priors)}; add priors.{name}: {{...}} (architecture, "
+                              f"checkpoint or a pretrain recipe) or read one of those")
+        return priors[name]
 
-    def prior(self) -> str | dict:
-        """The StyleGAN2 prior: the user's checkpoint (one file, or ``{g, d}`` files) or the one
-        the DAG pretrains. Refused when neither exists (no 0-iteration prior is ever used)."""
-        sg = self.cfg["stylegan2"]
+    def prior_settings(self, name: str) -> dict:
+        """What defines a prior the DAG pretrains: its entry without ``checkpoint`` and without
+        operational keys (the pretraining's identity; equal settings share one file)."""
+        p = self.prior_cfg(name)
+        return strip_operational({k: p[k] for k in p if k != "checkpoint"})
+
+    def prior_id(self, name: str) -> str:
+        return digest_of(self.prior_settings(name))[:8]
+
+    def pretrained_prior(self, name: str) -> str:
+        """Where the DAG pretrains prior ``name``: ``<runs>/priors/<id>/model.pt``, ``<id>`` the
+        digest of its settings, so every prior of the same settings shares the file."""
+        return str(Path(self.runs) / "priors" / self.prior_id(name) / "model.pt")
+
+    def prior_by_id(self, prior_id: str) -> str:
+        """The (first, by name) prior whose pretraining folder is ``priors/<prior_id>``."""
+        for name in sorted(self.cfg["priors"]):
+            if self.prior_id(name) == prior_id:
+                return name
+        raise ConfigError(f"priors/{prior_id} belongs to no prior of this configuration "
+                          f"(priors: {sorted(self.cfg['priors'])})")
+
+    def priors_read(self) -> list[str]:
+        """The priors that the stages of Table 1's cells read."""
+        out: list[str] = []
+        for method, task in self.table_cells():
+            for stage in self.stages(method, task):
+                for need in stage.reads:
+                    if isinstance(need, Prior) and need.prior not in out:
+                        out.append(need.prior)
+        return out
+
+    def prior(self, name: str) -> str | dict:
+        """Prior ``name``: the user's checkpoint (one file, or ``{g, d}`` files) or the one the
+        DAG pretrains. Refused when neither exists (no 0-iteration prior is ever used)."""
+        sg = self.prior_cfg(name)
+        key = f"priors.{name}"
         want = sg.get("checkpoint_sha256")
         if isinstance(sg["checkpoint"], Mapping):
             files = {"g": str(sg["checkpoint"]["g"]), "d": str(sg["checkpoint"]["d"])}
             for part, path in files.items():
                 verify_sha256(path, want.get(part) if isinstance(want, Mapping) else None,
-                              f"the StyleGAN2 {part} checkpoint",
-                              f"stylegan2.checkpoint_sha256.{part}")
+                              f"the {part} checkpoint of prior '{name}'",
+                              f"{key}.checkpoint_sha256.{part}")
             return files
         if sg["checkpoint"]:
             if isinstance(want, Mapping):
-                raise ConfigError("stylegan2.checkpoint_sha256 has g/d entries but "
-                                  "stylegan2.checkpoint is one file: give one sha256 string")
-            verify_sha256(sg["checkpoint"], want, "the StyleGAN2 checkpoint",
-                          "stylegan2.checkpoint_sha256")
+                raise ConfigError(f"{key}.checkpoint_sha256 has g/d entries but {key}.checkpoint "
+                                  f"is one file: give one sha256 string")
+            verify_sha256(sg["checkpoint"], want, f"the checkpoint of prior '{name}'",
+                          f"{key}.checkpoint_sha256")
             return str(sg["checkpoint"])
         if int(sg["pretrain"]["total_iters"]) < 1:
             raise ConfigError(
-                f"a method needs the StyleGAN2 prior, but stylegan2.checkpoint is null and "
-                f"stylegan2.pretrain.total_iters is 0 (profile '{self.cfg['profile']}'). Set "
-                f"stylegan2.checkpoint to your pretrained FFHQ StyleGAN2 at "
-                f"{self.cfg['stylegan2']['size']} px (rosinality .pt, BasicSR net_g.pth or NVIDIA "
-                f".pkl), e.g. with an override file: overrides: {{stylegan2: {{checkpoint: "
-                f"/weights/stylegan2-ffhq-512x512.pkl}}}}")
-        return self.pretrained_prior()
+                f"a method needs the prior '{name}', but {key}.checkpoint is null and "
+                f"{key}.pretrain.total_iters is 0 (profile '{self.cfg['profile']}'). Set "
+                f"{key}.checkpoint to your pretrained FFHQ StyleGAN2 at {sg['size']} px "
+                f"(rosinality .pt, BasicSR net_g.pth or NVIDIA .pkl), e.g. with an override "
+                f"file: overrides: {{priors: {{{name}: {{checkpoint: "
+                f"/weights/stylegan2-ffhq-{sg['size']}x{sg['size']}.pkl}}}}}}")
+        return self.pretrained_prior(name)
+
+    # ------------------------------------------------------------------ shared stages
+    def shared_stages(self, method: str) -> list[Stage]:
+        """The method's stages trained once for all its tasks (:attr:`Stage.shared`), each
+        declared the same for every task (ConfigError otherwise)."""
+        kind, m = self.kind(method), self.mcfg(method)
+        found: dict[str, Stage] = {}
+        for task in m["tasks"]:
+            for st in kind.stages(m, task):
+                if not st.shared:
+                    continue
+                if st.name in found and found[st.name] != st:
+                    raise ConfigError(f"method '{method}' (kind {m['kind']}) declares its shared "
+                                      f"stage '{st.name}' differently for task '{task}': a "
+                                      f"stage trained once must be the same for every task")
+                found[st.name] = st
+        return list(found.values())
+
+    def is_shared(self, method: str, stage: str) -> bool:
+        return any(s.name == stage for s in self.shared_stages(method))
+
+    def task_folder(self, method: str, task: str, stage: str) -> str:
+        """The task part of a stage's run folder: the task, or ``shared``."""
+        return SHARED if task == SHARED or self.is_shared(method, stage) else task
 
     def stage_inputs(self, method: str, task: str, stage: str) -> dict[str, str]:
         """Named files a stage reads (what its rule depends on and what it is given)."""
+        task = self._kind_task(method, task, stage)
         spec = self.stage(method, task, stage)
         m = self.mcfg(method)
         inputs: dict[str, str] = {}
         for need in spec.reads:
             if isinstance(need, Data):
                 inputs["gt"] = self.gt_manifest()
+                if task == SHARED:  # the clean ground truth alone (lq = gt)
+                    continue
                 inputs["val"] = self.lq_manifest(task, "val")
                 if task == "deblur":
                     inputs["kernels"] = self.kernel_bank("train")
             elif isinstance(need, Previous):
-                self.stage(method, task, need.stage)
+                if task == SHARED and not self.is_shared(method, need.stage):
+                    raise ConfigError(f"shared stage '{stage}' of '{method}' reads stage "
+                                      f"'{need.stage}', which is trained per task: a stage "
+                                      f"trained once for every task reads only shared stages")
+                if not self.is_shared(method, need.stage):
+                    self.stage(method, task, need.stage)
                 inputs[need.name] = self.stage_model(method, task, need.stage)
             elif isinstance(need, Prior):
-                prior = self.prior()
+                prior = self.prior(need.prior)
                 if isinstance(prior, Mapping):  # the official pair net_g.pth / net_d.pth
                     inputs[need.name] = prior["g"]
                     inputs[f"{need.name}_d"] = prior["d"]
@@ -285,7 +386,8 @@ class Plan:
                     inputs[need.name] = model
             else:  # pragma: no cover - a new Need type without a resolver
                 raise TypeError(f"stage '{stage}' of '{method}' reads an unknown input {need!r}")
-        self.kind(method).check_stage(self.cfg, method, task, stage, inputs)
+        self.kind(method).check_stage(self.cfg, method, None if task == SHARED else task, stage,
+                                      inputs)
         return inputs
 
     def check(self) -> None:
@@ -296,7 +398,7 @@ class Plan:
                 self.stage_inputs(method, task, stage.name)
 
     def label(self, method: str, task: str, stage: str) -> dict:
-        return {"method": method, "task": task, "stage": stage,
+        return {"method": method, "task": self._kind_task(method, task, stage), "stage": stage,
                 "kind": self.mcfg(method)["kind"], "profile": self.cfg["profile"],
                 "experiment": self.experiment}
 
@@ -305,8 +407,7 @@ class Plan:
         """What ``kind.train_stage`` gets: the stage, its resolved inputs (``overrides`` replace
         some; every one must exist), its identity (configuration slice + input content digests),
         label and run folder."""
-        from .errors import DataError
-
+        task = self._kind_task(method, task, stage)
         inputs = self.stage_inputs(method, task, stage)
         unknown = sorted(set(overrides or {}) - set(inputs))
         if unknown:
@@ -325,14 +426,20 @@ class Plan:
         precision = resolve_precision(self.cfg.get("train_precision", "fp32"), device)
         if "train_precision" in identity["config"]:
             identity["precision"] = precision  # what 'auto' became on this device
-        raw = self.kind(method).stage_config(self.cfg, method, task, stage)
-        return StageContext(cfg=self.cfg, method=method, task=task,
+        raw, read = self.stage_slice(method, task, stage)
+        # train_stage sees only what its identity covers (+ operational keys): anything else
+        # fails loudly instead of silently not rerunning
+        view = RestrictedView(self.cfg, read, free=OPERATIONAL_KEYS,
+                              who=f"stage '{stage}' of method '{method}' (kind "
+                                  f"'{self.mcfg(method)['kind']}')")
+        return StageContext(cfg=view, method=method, task=None if task == SHARED else task,
                             stage=self.stage(method, task, stage),
                             inputs={k: Path(v) for k, v in inputs.items()},
                             data_dir=Path(self.data), out=Path(self.stage_dir(method, task, stage)),
                             device=device, progress=progress, restart=restart, identity=identity,
                             label=self.label(method, task, stage),
-                            operational=operational_of(raw), precision=precision)
+                            operational=operational_of(raw), precision=precision,
+                            validation=to_plain(self.cfg["validation"]))
 
     # ------------------------------------------------------------------ stale models
     def missing_inputs(self, method: str, task: str, stage: str) -> dict[str, str]:

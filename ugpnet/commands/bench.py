@@ -39,10 +39,11 @@ def run(args) -> int:
 
     if args.runs < 1:
         raise ConfigError("--runs must be at least 1")
-    sets = []
-    if args.size:
-        sets = [f"data.resolution={args.size}", f"stylegan2.size={args.size}"]
-    cfg = load_config(args, sets=sets)
+    cfg = load_config(args)
+    if args.size:  # the data and every prior at that size
+        sets = [f"data.resolution={args.size}"] + [f"priors.{name}.size={args.size}"
+                                                    for name in cfg["priors"]]
+        cfg = load_config(args, sets=sets)
     if args.device.startswith("cuda"):
         import torch
 

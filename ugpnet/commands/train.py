@@ -11,13 +11,14 @@ HELP = "train a method for a task (its stages in order, finished ones kept; resu
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True, help="a method defined in params.yaml")
-    p.add_argument("--task", required=True, choices=["denoise", "deblur", "sr"])
+    p.add_argument("--task", required=True, choices=["denoise", "deblur", "sr", "shared"],
+                   help="the task; 'shared': the method's stages trained once for every task")
     p.add_argument("--stage", default=None,
                    help="one stage only (the method's kind lists its stages; default: all)")
     p.add_argument("--data", default=None, help="prepared data folder (default: paths.data)")
     p.add_argument("--runs", default=None,
                    help="runs folder; a stage trains in RUNS/<method>/<task>/<stage> "
-                        "(default: paths.runs)")
+                        "(a shared stage in RUNS/<method>/shared/<stage>; default: paths.runs)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
                    help="replace one of the files a stage reads (NAME as the stage declares it); repeatable")
     p.add_argument("--restart", action="store_true",

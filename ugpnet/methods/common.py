@@ -17,29 +17,40 @@ from ..errors import CheckpointError
 from ..training import data as tdata
 from ..training.run import Run
 from .contract import StageContext
+from .identity import to_plain
 
 
 def data_options(ctx: StageContext) -> dict:
     """What a run records about its data (for people; the identity holds the digests)."""
-    return {"gt": str(ctx.input("gt")), "val": str(ctx.input("val")),
+    return {"gt": str(ctx.input("gt")), "val": str(ctx.optional_input("val") or ""),
             "kernels": str(ctx.optional_input("kernels") or ""),
-            "degradations": ctx.cfg["degradations"], "task": ctx.task,
-            "resolution": ctx.cfg["data"]["resolution"]}
+            "degradations": (dict(ctx.cfg["degradations"][ctx.task]) if ctx.task else
+                             "none (a shared stage: clean ground truth)"),
+            "task": ctx.task, "resolution": ctx.cfg["data"]["resolution"]}
 
 
 def loaders(ctx: StageContext, train: Mapping, input_mode: str):
     """(train loader, val loader) of a stage that declared ``Data()``, for a method that takes
     ``input_mode``: training crops degraded on the fly from the GT train split (the training
-    kernel bank for deblurring), and the fixed degraded val split."""
+    kernel bank for deblurring), and the fixed degraded val split. A shared stage
+    (``ctx.task`` None) gets the clean ground truth as both ``lq`` and ``gt``.
+
+    Reads ``degradations.<task>`` and ``data.seed``: the stage's ``stage_config`` must cover
+    them (the default and the built-in kinds' do)."""
     cfg, task = ctx.cfg, ctx.task
     gt_root = ctx.input("gt").parent
-    scale = cfg["degradations"]["sr"]["scale"]
-    train_ds = tdata.train_dataset(gt_root / "train", task, cfg["degradations"],
-                                   ctx.optional_input("kernels"), input_mode,
-                                   cfg["data"]["seed"], train.get("crop_size"),
-                                   hflip=train.get("hflip", True))
-    val_ds = tdata.paired_dataset(ctx.input("val").parent, gt_root / "val", task, input_mode,
-                                  scale)
+    seed = cfg["data"]["seed"]
+    hflip = train.get("hflip", True)
+    if task is None:
+        train_ds = tdata.clean_dataset(gt_root / "train", seed, train.get("crop_size"), hflip)
+        val_ds = tdata.clean_pairs(gt_root / "val")
+    else:
+        deg = cfg["degradations"][task]
+        train_ds = tdata.train_dataset(gt_root / "train", task, deg,
+                                       ctx.optional_input("kernels"), input_mode, seed,
+                                       train.get("crop_size"), hflip=hflip)
+        val_ds = tdata.paired_dataset(ctx.input("val").parent, gt_root / "val", task,
+                                      input_mode, deg.get("scale", 1) if task == "sr" else 1)
     return (tdata.loader(train_ds, train["batch_size"], True, train.get("num_workers", 0),
                          cfg["data"]["seed"]),
             tdata.loader(val_ds, 1, False, 0))
@@ -62,10 +73,10 @@ def final_weights(path: str | Path) -> dict:
 def new_run(ctx: StageContext, options: Mapping) -> Run:
     """The stage's run folder: identity from ``ctx`` (configuration slice + input digests),
     selection on val by ``ctx.stage.select``; ``options`` are recorded for people to read."""
-    return Run(ctx.out, {"method": ctx.method, "kind": ctx.mcfg["kind"],
-                         "stage": ctx.stage.name, **options},
+    return Run(ctx.out, to_plain({"method": ctx.method, "kind": ctx.label.get("kind"),
+                                  "stage": ctx.stage.name, **options}),
                select_metric=ctx.stage.select, identity=ctx.identity, label=ctx.label,
-               restart=ctx.restart, validation=ctx.cfg.get("validation"),
+               restart=ctx.restart, validation=ctx.validation or None,
                operational=ctx.operational)
 
 

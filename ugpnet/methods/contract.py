@@ -5,13 +5,17 @@ registered by name with :func:`~ugpnet.methods.registry.register_kind`. A params
 ``methods.<name>: {kind: <kind>, tasks: [...], ...}`` makes a *method* of it. The kind declares:
 
 - ``stages(mcfg, task)``: its training stages in order, each a :class:`Stage` that says what it
-  reads (:class:`Data`, :class:`Previous`, :class:`Prior`, :class:`UserFile`,
-  :class:`MethodModel`) and how its checkpoint is selected on the validation split. Every stage
-  writes ``<runs>/<method>/<task>/<stage>/model.pt``; the last stage's file is the method's model.
+  reads (:class:`Data`, :class:`Previous`, :class:`Prior` (a named prior of ``priors:``),
+  :class:`UserFile`, :class:`MethodModel`) and how its checkpoint is selected on the validation
+  split. Every stage writes ``<runs>/<method>/<task>/<stage>/model.pt`` (a stage declared
+  ``shared`` is trained once for every task: ``<runs>/<method>/shared/<stage>/``); the last
+  stage's file is the method's model.
 - ``schema``: the JSON schema of a ``methods.<name>`` entry of this kind (``kind`` and ``tasks``
   are checked by the host; ``$defs`` of ``ugpnet/schemas/params.schema.yaml`` may be referenced).
 - ``stage_config(cfg, method, task, stage)``: the configuration slice that defines a stage's
   result (the workflow reruns a stage exactly when this slice or one of its inputs changes).
+  ``train_stage`` then sees only the keys this function read (``ctx.cfg``), so the slice cannot
+  miss a key the training uses.
 - ``train_stage(ctx)``: train one stage from a :class:`StageContext` (inputs already resolved
   to files) and return its summary.
 - ``build(cfg, method, task)`` / ``load(cfg, method, task, checkpoint, device)``: the model with
@@ -58,10 +62,20 @@ class Previous:
 
 @dataclass(frozen=True)
 class Prior:
-    """The StyleGAN2 prior: ``stylegan2.checkpoint`` or, when that is null, the prior the DAG
-    pretrains (``<runs>/prior/model.pt``). Input name ``prior``."""
+    """A named generative prior ``priors.<prior>`` of params.yaml: its ``checkpoint`` or, when
+    that is null, the prior the DAG pretrains with its ``pretrain`` recipe
+    (``<runs>/priors/<id>/model.pt``; priors of the same settings share one file). Input name
+    ``name`` (default ``prior``; an official G/D pair adds ``<name>_d``). A kind reads the
+    prior's architecture with :func:`ugpnet.methods.prior_architecture` (never its checkpoint
+    path: the file is the input)."""
 
+    prior: str
     name: str = "prior"
+
+    def __post_init__(self):
+        if not (isinstance(self.prior, str) and self.prior.isidentifier()):
+            raise ValueError(f"Prior({self.prior!r}): the prior's name (a key of priors: in "
+                             f"params.yaml) must be an identifier")
 
 
 @dataclass(frozen=True)
@@ -96,16 +110,27 @@ class MethodModel:
 Need = Data | Previous | Prior | UserFile | MethodModel
 
 
+SHARED = "shared"  # the task folder of a stage trained once for every task of its method
+
+
 @dataclass(frozen=True)
 class Stage:
     """One training stage: its name, what it reads, how its checkpoint is chosen on val.
 
     ``select``: ``psnr``/``ssim`` (highest), ``lpips`` (lowest) or ``final`` (the last
-    iteration, as the official UGPNet synthesis stage)."""
+    iteration, as the official UGPNet synthesis stage).
+
+    ``shared``: the stage does not depend on the task (e.g. VQFR's codebook, learnt from clean
+    faces): it is trained once, in ``<runs>/<method>/shared/<stage>/``, and every task's later
+    stages read that one model. It gets ``ctx.task = None``; its ``Data()`` is the clean ground
+    truth alone (training and validation pairs have ``lq = gt``); it may read priors and other
+    shared stages, not per-task files (``UserFile``, ``MethodModel``) nor per-task stages. A kind
+    declares it the same way for every task."""
 
     name: str
     reads: tuple[Need, ...] = (Data(),)
     select: str = "psnr"
+    shared: bool = False
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -113,6 +138,16 @@ class Stage:
         if self.select not in SELECT_METRICS:
             raise ValueError(f"stage {self.name!r}: select must be one of {SELECT_METRICS}")
         object.__setattr__(self, "reads", tuple(self.reads))
+        names = [n.name for n in self.reads if not isinstance(n, Data)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"stage {self.name!r} reads two inputs named {twice}: give each "
+                             f"Prior/Previous/UserFile/MethodModel its own name")
+        if self.shared:
+            per_task = [n for n in self.reads if isinstance(n, (UserFile, MethodModel))]
+            if per_task:
+                raise ValueError(f"shared stage {self.name!r} reads per-task files {per_task}: "
+                                 f"a stage trained once for every task cannot")
 
 
 # ----------------------------------------------------------------------------- a stage to train
@@ -124,12 +159,21 @@ class StageContext:
     of every input), ``label`` (method, task, stage, kind, profile, experiment) and ``restart``
     are filled in by the plan and used by :func:`ugpnet.methods.new_run`. ``precision`` is the
     resolved ``train_precision`` (``fp32`` or ``bf16``); a kind passes it to its stage objects
-    (``SupervisedStage(..., precision=ctx.precision)``) or wraps its own forward passes and losses
-    in ``ugpnet.training.common.autocast(ctx.precision, ctx.device)`` (a no-op for fp32)."""
+    (``SupervisedStage(..., precision=ctx.precision)``, ``AdversarialStage(...,
+    precision=ctx.precision)``) or wraps its own forward passes and losses in
+    ``ugpnet.training.autocast(ctx.precision, ctx.device)`` (a no-op for fp32).
+
+    ``cfg`` is a read-only *view* of the configuration limited to what the kind's
+    ``stage_config`` read for this stage (its identity slice) plus the operational keys: reading
+    any other key raises :class:`~ugpnet.errors.UndeclaredConfigRead`, so a setting that changes
+    the result but would not rerun the stage fails loudly (:mod:`ugpnet.methods.identity`).
+    ``task`` is None for a shared stage (:attr:`Stage.shared`). ``validation``: the checkpoint
+    selection settings (``validation:`` of params.yaml), part of the identity when not the
+    defaults."""
 
     cfg: Mapping[str, Any]
     method: str
-    task: str
+    task: str | None
     stage: Stage
     inputs: Mapping[str, Path]
     data_dir: Path
@@ -141,6 +185,7 @@ class StageContext:
     label: dict = field(default_factory=dict)
     operational: dict = field(default_factory=dict)
     precision: str = "fp32"
+    validation: dict = field(default_factory=dict)
 
     @property
     def mcfg(self) -> Mapping[str, Any]:
@@ -189,9 +234,13 @@ class MethodKind:
     def stage_config(self, cfg: Mapping[str, Any], method: str, task: str,
                      stage: str) -> dict:
         """The configuration slice that defines ``stage``'s result (default: the whole method
-        entry, the task's degradation and the data settings)."""
-        return {"method": cfg["methods"][method], "degradations": cfg["degradations"][task],
-                "data": cfg["data"]}
+        entry, the task's degradation and the data settings; ``task`` is None for a shared
+        stage). ``cfg`` records what is read here: ``train_stage`` may read exactly that (and
+        the operational keys), see :mod:`ugpnet.methods.identity`."""
+        out = {"method": cfg["methods"][method], "data": cfg["data"]}
+        if task is not None:
+            out["degradations"] = cfg["degradations"][task]
+        return out
 
     def check_stage(self, cfg: Mapping[str, Any], method: str, task: str, stage: str,
                     inputs: Mapping[str, str]) -> None:

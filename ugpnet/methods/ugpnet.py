@@ -8,7 +8,7 @@ Stages and what they read (the official recipe is params.yaml's default, with so
   R_mg from scratch. A *direct* backbone (RRDBNet) is used as trained and frozen
   (``direct_backbone: frozen``): the stage exports it without training. Selected by
   ``stages.restoration.select`` (official: val PSNR).
-- ``synthesis`` (data, restoration, prior): see :mod:`.ugpnet_stages`; official: the final
+- ``synthesis`` (data, restoration, the prior ``priors.<methods.<m>.prior>``): see :mod:`.ugpnet_stages`; official: the final
   iteration.
 - ``fusion`` (data, restoration, synthesis): exports the whole UGPNet; official: best val PSNR.
 
@@ -24,7 +24,7 @@ import torch
 from ..checkpoints import load_state_dict_strict, read_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..models.build import (backbone_name, build_discriminator, build_restoration,
-                            build_synthesis, build_ugpnet, restoration_skip)
+                            build_synthesis, build_ugpnet, prior_architecture, restoration_skip)
 from ..training.augment import CycleAugment
 from ..training.prior import load_prior
 from .common import (bench_precision, data_options, final_weights, loaders, new_run,
@@ -66,7 +66,8 @@ class UGPNetKind(MethodKind):
         return (
             Stage("restoration", reads=(Data(), UserFile("pretrained"), MethodModel("init_from")),
                   select=sel["restoration"]),
-            Stage("synthesis", reads=(Data(), Previous("restoration"), Prior()),
+            Stage("synthesis", reads=(Data(), Previous("restoration"),
+                                      Prior(mcfg.get("prior", "stylegan2"))),
                   select=sel["synthesis"]),
             Stage("fusion", reads=(Data(), Previous("restoration"), Previous("synthesis")),
                   select=sel["fusion"]),
@@ -77,15 +78,15 @@ class UGPNetKind(MethodKind):
         bname = backbone_name(m, task)
         out = {"backbone": bname, "backbone_kwargs": cfg["backbones"].get(bname, {}).get(task),
                "sr_input": m.get("sr_input"), "stage": m["stages"][stage],
-               "degradations": cfg["degradations"][task], "data": cfg["data"]}
+               "degradations": cfg["degradations"][task], "data": cfg["data"],
+               # every stage builds R (x_reg's skip included), not only the one that trains it
+               "restoration_skip": restoration_skip(m, task)}
         if stage == "restoration":
             out["pretrained"] = (m.get("pretrained") or {}).get(task)
             out["init_from"] = (m.get("init_from") or {}).get(task)
             out["frozen_direct"] = frozen_direct(m, task)
-            out["restoration_skip"] = restoration_skip(m, task)
-        else:
-            out["stylegan2"] = {k: v for k, v in cfg["stylegan2"].items()
-                                if k not in ("pretrain", "checkpoint")}
+        else:  # the named prior's architecture (its file is an input: its content is hashed)
+            out["stylegan2"] = prior_architecture(cfg, m.get("prior", "stylegan2"))
             out["randomize_noise"] = m.get("randomize_noise", False)
         if stage == "fusion":
             out["fusion"] = m["fusion"]
@@ -137,8 +138,12 @@ class UGPNetKind(MethodKind):
         train_loader, val_loader = loaders(ctx, train, self.input_mode(m, task))
         options = {"backbone": bname, "backbone_kwargs": cfg["backbones"][bname][task],
                    "restoration_skip": restoration_skip(m, task), "stage_options": st,
-                   "stylegan2": cfg["stylegan2"], "fusion": m["fusion"],
                    "inputs": {k: str(v) for k, v in ctx.inputs.items()}, **data_options(ctx)}
+        if name != "restoration":
+            options["prior_name"] = m.get("prior", "stylegan2")
+            options["prior_architecture"] = prior_architecture(cfg, options["prior_name"])
+        if name == "fusion":
+            options["fusion"] = m["fusion"]
         restoration = build_restoration(cfg, ctx.method, task)
         common = dict(train=train, train_loader=train_loader, val_loader=val_loader,
                       device=ctx.device, progress=ctx.progress)
@@ -154,7 +159,7 @@ class UGPNetKind(MethodKind):
             return run_stage(s, run=new_run(ctx, options), **common)
         _load(restoration, ctx.input("restoration"), "restoration")
         if name == "synthesis":
-            sg = cfg["stylegan2"]
+            sg = options["prior_architecture"]
             synthesis = build_synthesis(sg, m.get("randomize_noise", False))
             D = build_discriminator(sg)
             prior, prior_d = ctx.input("prior"), ctx.optional_input("prior_d")
@@ -197,7 +202,7 @@ class UGPNetKind(MethodKind):
             return SupervisedStage(r, lambda x: r(x)[0], r.parameters(), loss, train,
                                    device, precision=precision), batch, None
         if stage == "synthesis":
-            D = build_discriminator(cfg["stylegan2"]).to(device)
+            D = build_discriminator(prior_architecture(cfg, m.get("prior", "stylegan2"))).to(device)
             model.synthesis.train()
             return SynthesisStage(model.restoration, model.synthesis, D, st, train, device,
                                   augment=_augment(st, cfg), precision=precision), batch, None

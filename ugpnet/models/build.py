@@ -9,6 +9,19 @@ from typing import Mapping
 from ..errors import ConfigError
 
 GENERATOR_KEYS = ("size", "style_dim", "n_mlp", "channel_multiplier", "channel_max", "basecode_size")
+# what a priors.<name> entry holds besides its architecture
+PRIOR_SOURCE_KEYS = ("checkpoint", "checkpoint_sha256", "pretrain")
+
+
+def prior_architecture(cfg: Mapping, name: str) -> dict:
+    """The architecture of prior ``priors.<name>`` (its entry without checkpoint and pretraining
+    recipe): what a kind builds G and D from, and puts in a stage's identity (the prior's file
+    is the stage's input, so its content is in the identity too)."""
+    priors = cfg["priors"]
+    if name not in priors:
+        raise ConfigError(f"no prior named '{name}': params.yaml defines priors {sorted(priors)}")
+    p = priors[name]
+    return {k: p[k] for k in p if k not in PRIOR_SOURCE_KEYS}
 
 
 def generator_kwargs(sg: Mapping) -> dict:
@@ -92,9 +105,10 @@ def build_ugpnet(cfg: Mapping, method: str, task: str):
     from .ugpnet import UGPNet
 
     m = cfg["methods"][method]
-    sg = cfg["stylegan2"]
+    name = m.get("prior", "stylegan2")
+    sg = prior_architecture(cfg, name)
     if cfg["data"]["resolution"] != sg["size"]:
-        raise ConfigError(f"stylegan2.size ({sg['size']}) must equal data.resolution "
+        raise ConfigError(f"priors.{name}.size ({sg['size']}) must equal data.resolution "
                           f"({cfg['data']['resolution']}): G renders the restored image's size")
     restoration = build_restoration(cfg, method, task)
     synthesis = build_synthesis(sg, m.get("randomize_noise", False))

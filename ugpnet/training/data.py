@@ -25,15 +25,16 @@ def make_input_fn(mode: str, scale: int) -> Callable[[np.ndarray], np.ndarray]:
 
 def make_degrade_fn(task: str, deg: Mapping, kernel_bank: str | Path | None,
                     mode: str) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """``deg``: the task's own settings (``degradations.<task>``), nothing else is read."""
     kernels = load_kernel_bank(kernel_bank) if task == "deblur" else None
     if task == "deblur" and kernels is None:
         raise ValueError("deblur training needs a kernel bank")
-    scale = deg["sr"]["scale"]
+    scale = deg["scale"] if task == "sr" else None
     to_input = make_input_fn(mode, scale)
+    noise = {"sigma": deg["sigma"], "k": deg["k"]} if task == "denoise" else {}
 
     def fn(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        lq = degrade_image(task, img, rng, sigma=deg["denoise"]["sigma"], k=deg["denoise"]["k"],
-                           kernels=kernels, scale=scale)
+        lq = degrade_image(task, img, rng, kernels=kernels, scale=scale, **noise)
         return to_input(lq)
 
     return fn
@@ -57,10 +58,23 @@ class MapLQ(torch.utils.data.Dataset):
 
 def train_dataset(gt_dir, task: str, deg: Mapping, kernel_bank, mode: str, seed: int,
                   crop_size: int | None, hflip: bool = True) -> torch.utils.data.Dataset:
+    """Training crops of ``gt_dir`` degraded on the fly; ``deg`` = ``degradations.<task>``."""
     crop = crop_size
     return OnTheFlyDegradationDataset(gt_dir, make_degrade_fn(task, deg, kernel_bank, mode),
                                       seed=seed, crop=crop, flip=hflip,
-                                      scale=deg["sr"]["scale"] if task == "sr" else 1)
+                                      scale=deg["scale"] if task == "sr" else 1)
+
+
+def clean_dataset(gt_dir, seed: int, crop_size: int | None,
+                  hflip: bool = True) -> torch.utils.data.Dataset:
+    """Training crops of ``gt_dir`` with ``lq = gt`` (a shared stage: clean faces only)."""
+    return OnTheFlyDegradationDataset(gt_dir, lambda img, rng: img, seed=seed, crop=crop_size,
+                                      flip=hflip)
+
+
+def clean_pairs(gt_dir) -> torch.utils.data.Dataset:
+    """The val ground truth paired with itself (a shared stage validates reconstruction)."""
+    return PairedFolderDataset(gt_dir, gt_dir)
 
 
 def paired_dataset(lq_dir, gt_dir, task: str, mode: str, scale: int) -> torch.utils.data.Dataset:

@@ -38,10 +38,10 @@ def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
     p = sg["pretrain"]
     total = int(p["total_iters"])
     if total < 1:
-        raise ConfigError("stylegan2.pretrain.total_iters is 0: no prior is pretrained, and a "
+        raise ConfigError("the prior's pretrain.total_iters is 0: no prior is pretrained, and a "
                           "prior trained for 0 iterations is never written. Set "
-                          "stylegan2.checkpoint to a pretrained FFHQ StyleGAN2 (see the README), "
-                          "or give stylegan2.pretrain.total_iters > 0.")
+                          "priors.<name>.checkpoint to a pretrained FFHQ StyleGAN2 (see the "
+                          "README), or give priors.<name>.pretrain.total_iters > 0.")
     out = Path(out)
     gt = Path(gt)
     gt_manifest = gt / "manifest.json"

@@ -52,6 +52,7 @@ envvars:
 
 wildcard_constraints:
     task="denoise|deblur|sr",
+    prior_id="[0-9a-f]{8}",
     split="val|test",
     bank="train|val|test",
     did="[0-9a-f]{8}",

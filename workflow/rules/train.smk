@@ -1,28 +1,33 @@
 rule pretrain_prior:
-    # only needed when stylegan2.checkpoint is null (the offline profiles)
+    # one rule for every named prior the DAG pretrains (priors.<name>.checkpoint null: the
+    # offline profiles); <id> = the digest of the prior's settings (ugpnet.plan: prior_id), so
+    # priors of the same settings share one job and one file
     input:
         gt=rules.prepare.output.manifest,
     output:
-        model=PLAN.pretrained_prior(),
+        model=f"{RUNS}/priors/{{prior_id}}/model.pt",
     params:
-        stylegan2={k: v for k, v in CFG["stylegan2"].items() if k != "checkpoint"},
-        out=lambda w, output: dirname(output.model),
+        prior=lambda w: PLAN.prior_by_id(w.prior_id),
+        settings=lambda w: PLAN.prior_settings(PLAN.prior_by_id(w.prior_id)),
     threads: CFG["threads"]["train"]
     conda:
         ENV
     log:
-        f"{LOGS}/pretrain_prior.log",
+        f"{LOGS}/pretrain_prior_{{prior_id}}.log",
     benchmark:
-        f"{BENCH}/pretrain_prior/pretrain_prior.tsv",
+        f"{BENCH}/pretrain_prior/{{prior_id}}.tsv",
     shell:
-        logged("\"$UGPNET_PYTHON\" -m ugpnet pretrain-prior"
-               " --out {params.out} --threads {threads} --no-progress")
+        logged("\"$UGPNET_PYTHON\" -m ugpnet pretrain-prior --prior {params.prior}"
+               " --threads {threads} --no-progress")
 
 
 rule train:
     # one rule for every stage of every method: the method's kind declares the stages, what
     # each reads (inputs below) and the configuration slice that defines it (params.stage); a
-    # model.pt of another identity than the configuration's reruns (train_inputs, common.smk)
+    # model.pt of another identity than the configuration's reruns (train_inputs, common.smk).
+    # A stage trained once for every task (Stage.shared) has the task folder "shared"
+    wildcard_constraints:
+        task="denoise|deblur|sr|shared",
     input:
         unpack(train_inputs),
     output:

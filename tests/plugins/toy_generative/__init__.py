@@ -4,11 +4,16 @@ Used by tests/test_plugin_generative.py exactly as the README's "add a method" d
 package that registers its kind (architecture, losses, stages, schema) using only the public
 ``ugpnet`` API, and one params entry (here in a ``--configfile`` override).
 
-The method: ``x_hat = x + tail([head(x), P(w(x))])`` where ``P`` is a *frozen* StyleGAN2 prior
-read from a file (the ``Prior()`` input) and ``w(x)`` a small encoder into its W space.
+The method: ``x_hat = x + tail([head(x), P(w(x))])`` where ``P`` is a *frozen* StyleGAN2 prior,
+the named prior ``priors.<methods.<m>.prior>`` (the ``Prior(name)`` input), and ``w(x)`` a small
+encoder into its W space.
 
-Stages: ``warmup`` (L1; reads the data and the prior) and ``adversarial`` (L1 + non-saturating
-GAN loss with its own discriminator; reads the data, the prior and the warmup model).
+Stages:
+
+- ``clean`` (shared: trained once for every task): L1 reconstruction of clean faces;
+- ``warmup`` (L1, from ``clean``; reads the task's data and the prior);
+- ``adversarial`` (L1 + non-saturating GAN loss with its own discriminator, on the shared
+  :class:`ugpnet.training.AdversarialStage`; reads the data, the prior and the warmup model).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from torch import nn
 
 from ugpnet.checkpoints import load_state_dict_strict
 from ugpnet.methods import (Data, MethodKind, Previous, Prior, Stage, StageContext, data_options,
-                            final_weights, loaders, new_run, register_kind)
+                            final_weights, loaders, new_run, prior_architecture, register_kind)
 from ugpnet.models.build import build_generator
 from ugpnet.training import (AdversarialStage, Critic, SupervisedStage, load_prior,
                              make_optimizer, make_scheduler, run_stage, weighted_loss)
@@ -26,16 +31,20 @@ _TRAIN = {"$ref": "#/$defs/train"}
 SCHEMA = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["kind", "tasks", "width", "stages"],
+    "required": ["kind", "tasks", "width", "prior", "stages"],
     "properties": {
         "kind": True,
-        "tasks": {"items": {"enum": ["denoise", "deblur"]}},
+        "tasks": {"items": {"enum": ["denoise", "deblur", "sr"]}},
+        "sr_input": {"enum": ["bicubic_up"]},  # same-size input: the SR image upsampled back
         "width": {"$ref": "#/$defs/posint"},
+        "prior": {"type": "string"},  # a key of priors:
         "stages": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["warmup", "adversarial"],
+            "required": ["clean", "warmup", "adversarial"],
             "properties": {
+                "clean": {"type": "object", "additionalProperties": False,
+                          "required": ["train"], "properties": {"train": _TRAIN}},
                 "warmup": {"type": "object", "additionalProperties": False,
                            "required": ["train"], "properties": {"train": _TRAIN}},
                 "adversarial": {"type": "object", "additionalProperties": False,
@@ -83,7 +92,8 @@ class ToyDiscriminator(nn.Module):
         return self.net(x * 2.0 - 1.0)
 
 
-def adversarial_stage(net: ToyPriorNet, D: ToyDiscriminator, st, device) -> AdversarialStage:
+def adversarial_stage(net: ToyPriorNet, D: ToyDiscriminator, st, device,
+                      precision: str) -> AdversarialStage:
     """L1 + adv_weight * non-saturating G loss; D (logistic loss, no R1) with its own optimiser:
     the shared adversarial stage, D step first."""
     train = st["train"]
@@ -91,7 +101,7 @@ def adversarial_stage(net: ToyPriorNet, D: ToyDiscriminator, st, device) -> Adve
     critic = Critic(D, make_optimizer(D.parameters(), train, lr=st["d_lr"]), input_range=(0, 1))
     return AdversarialStage(net, opt_g, [critic], recon=weighted_loss({"l1": 1.0}, device),
                             adv_weight=st["adv_weight"], scheduler=make_scheduler(opt_g, train),
-                            name="net")
+                            name="net", precision=precision, device=device)
 
 
 @register_kind("toy_generative")
@@ -101,41 +111,49 @@ class ToyGenerativeKind(MethodKind):
     schema = SCHEMA
 
     def stages(self, mcfg, task):
-        return (Stage("warmup", reads=(Data(), Prior()), select="psnr"),
-                Stage("adversarial", reads=(Data(), Prior(), Previous("warmup")),
+        prior = Prior(mcfg.get("prior", "stylegan2"))
+        return (Stage("clean", reads=(Data(), prior), select="psnr", shared=True),
+                Stage("warmup", reads=(Data(), prior, Previous("clean")), select="psnr"),
+                Stage("adversarial", reads=(Data(), prior, Previous("warmup")),
                       select="final"))
 
     def stage_config(self, cfg, method, task, stage):
         m = cfg["methods"][method]
-        return {"width": m["width"], "stage": m["stages"][stage],
-                "prior_architecture": {k: v for k, v in cfg["stylegan2"].items()
-                                       if k not in ("pretrain", "checkpoint")},
-                "degradations": cfg["degradations"][task], "data": cfg["data"]}
+        out = {"width": m["width"], "stage": m["stages"][stage],
+               "prior_architecture": prior_architecture(cfg, m["prior"]), "data": cfg["data"]}
+        if task is not None:  # the shared stage ("clean") sees clean faces only
+            out["degradations"] = cfg["degradations"][task]
+        if task == "sr":
+            out["sr_input"] = m.get("sr_input")
+        return out
 
     def build(self, cfg, method, task):
-        return ToyPriorNet(build_generator(cfg["stylegan2"]), cfg["methods"][method]["width"])
+        m = cfg["methods"][method]
+        return ToyPriorNet(build_generator(prior_architecture(cfg, m["prior"])), m["width"])
 
     def train_stage(self, ctx: StageContext) -> dict:
         net = self.build(ctx.cfg, ctx.method, ctx.task)
         load_prior(ctx.input("prior"), net.prior)
-        if ctx.stage.name == "adversarial":
-            load_state_dict_strict(net, final_weights(ctx.input("warmup")), "warmup model")
+        before = {"warmup": "clean", "adversarial": "warmup"}.get(ctx.stage.name)
+        if before:
+            load_state_dict_strict(net, final_weights(ctx.input(before)), f"{before} model")
         net.to(ctx.device)
         st = ctx.mcfg["stages"][ctx.stage.name]
-        train_loader, val_loader = loaders(ctx, st["train"], self.input_mode(ctx.mcfg, ctx.task))
+        mode = "lq" if ctx.task is None else self.input_mode(ctx.mcfg, ctx.task)
+        train_loader, val_loader = loaders(ctx, st["train"], mode)
         run = new_run(ctx, {"width": ctx.mcfg["width"], "stage_options": st,
                             "inputs": {k: str(v) for k, v in ctx.inputs.items()},
                             **data_options(ctx)})
-        if ctx.stage.name == "warmup":
-            stage = SupervisedStage(net, net, net.parameters(), {"l1": 1.0}, st["train"],
-                                    ctx.device)
-        else:
+        if ctx.stage.name == "adversarial":
             stage = adversarial_stage(net, ToyDiscriminator(ctx.mcfg["width"]).to(ctx.device), st,
-                                      ctx.device)
+                                      ctx.device, ctx.precision)
+        else:
+            stage = SupervisedStage(net, net, net.parameters(), {"l1": 1.0}, st["train"],
+                                    ctx.device, precision=ctx.precision)
         return run_stage(stage, run=run, train=st["train"], train_loader=train_loader,
                          val_loader=val_loader, device=ctx.device, progress=ctx.progress)
 
-    def load(self, cfg, method, task, checkpoint, device):
+    def load(self, cfg, method, task, checkpoint, device, extra=None):
         net = self.build(cfg, method, task)
         load_state_dict_strict(net, final_weights(checkpoint), str(checkpoint))
         return net.to(device).eval()
