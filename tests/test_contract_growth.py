@@ -226,3 +226,11 @@ def test_a_shared_stage_trains_once_in_the_dag(tmp_path, repo_root):
     codebook = [j for j in jobs if "/vq/shared/codebook/model.pt" in j]
     restore = [j for j in jobs if "/restore/model.pt" in j]
     assert len(codebook) == 1 and len(restore) == 3, jobs
+
+
+def test_the_old_stylegan2_block_says_where_it_moved():
+    from ugpnet.config import load_config
+
+    with pytest.raises(ConfigError, match=r"stylegan2 \[in --set stylegan2\.checkpoint=/w\.pkl\]"
+                                          r".*priors: \{stylegan2"):
+        load_config(profile="tiny", sets=["stylegan2.checkpoint=/w.pkl"])

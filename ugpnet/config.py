@@ -392,6 +392,14 @@ def validate_layers(layers: Iterable[Layer], files: str) -> None:
     so a wrong value is an error even where a later layer replaces it. Each line names the key
     path with its section (``profiles.smoke.data.resolution``) and the file or ``--set`` item."""
     schema = partial_schema(_schema())
+    layers = list(layers)
+    for layer in layers:  # the one key that moved: say where to, not only that it is unknown
+        if isinstance(layer.part, Mapping) and "stylegan2" in layer.part:
+            where = ".".join((*layer.section, "stylegan2"))
+            raise ConfigError(f"{where} [in {layer.source}]: the StyleGAN2 prior is now a named "
+                              f"prior: write priors: {{stylegan2: {{...}}}} (same keys; e.g. "
+                              f"--set priors.stylegan2.checkpoint=FILE), and methods read it by "
+                              f"name (methods.ugpnet.prior)")
     _raise_invalid([line for layer in layers if layer.part is not None
                     for line in _schema_errors(schema, layer.part, layer.section, layer.source)],
                    files)
