@@ -234,3 +234,10 @@ def test_the_old_stylegan2_block_says_where_it_moved():
     with pytest.raises(ConfigError, match=r"stylegan2 \[in --set stylegan2\.checkpoint=/w\.pkl\]"
                                           r".*priors: \{stylegan2"):
         load_config(profile="tiny", sets=["stylegan2.checkpoint=/w.pkl"])
+
+
+def test_train_task_shared_needs_a_shared_stage(capsys):
+    from ugpnet.cli import main
+
+    rc = main(["--profile", "tiny", "train", "--method", "nafnet", "--task", "shared"])
+    assert rc == 2 and "has no shared stage" in capsys.readouterr().err

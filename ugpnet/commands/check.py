@@ -11,7 +11,8 @@ import argparse
 import json
 
 HELP = ("validate params.yaml + --configfile override files + --set items and the plan; print "
-        "the profile, experiment, folders and override warnings as JSON")
+        "the profile, experiment, folders, the priors the methods read (their files) and "
+        "override warnings as JSON")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +34,8 @@ def run(args) -> int:
     print(json.dumps({"ok": True, "files": [str(find_params(args.params)), *args.configfile],
                       "profile": cfg["profile"], "experiment": cfg["experiment"],
                       "data": plan.data, "runs": plan.runs, "results": plan.results,
-                      "table1": sorted(cfg["table1"]["methods"]), "warnings": warnings},
+                      "table1": sorted(cfg["table1"]["methods"]),
+                      "priors": {name: plan.prior(name) for name in plan.priors_read()},
+                      "warnings": warnings},
                      indent=2))
     return 0

@@ -51,6 +51,11 @@ def run(args) -> int:
     plan = Plan.of(cfg, data=args.data, runs=args.runs)
     stages = ([plan.stage(args.method, args.task, args.stage)] if args.stage
               else plan.stages(args.method, args.task))
+    if not stages and args.task == "shared":
+        from ..errors import ConfigError
+
+        raise ConfigError(f"method '{args.method}' has no shared stage (one trained once for "
+                          f"every task): train it per task, --task denoise|deblur|sr")
     overrides = _overrides(args.input)
     set_threads(args.threads)
     device = resolve_device(cfg["device"])
