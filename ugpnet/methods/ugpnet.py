@@ -78,9 +78,7 @@ class UGPNetKind(MethodKind):
         bname = backbone_name(m, task)
         out = {"backbone": bname, "backbone_kwargs": cfg["backbones"].get(bname, {}).get(task),
                "sr_input": m.get("sr_input"), "stage": m["stages"][stage],
-               "degradations": cfg["degradations"][task], "data": cfg["data"],
-               # every stage builds R (x_reg's skip included), not only the one that trains it
-               "restoration_skip": restoration_skip(m, task)}
+               "degradations": cfg["degradations"][task], "data": cfg["data"]}
         if stage == "restoration":
             out["pretrained"] = (m.get("pretrained") or {}).get(task)
             out["init_from"] = (m.get("init_from") or {}).get(task)
@@ -90,6 +88,9 @@ class UGPNetKind(MethodKind):
             out["randomize_noise"] = m.get("randomize_noise", False)
         if stage == "fusion":
             out["fusion"] = m["fusion"]
+        # every stage builds R (x_reg's skip included), not only the one that trains it (last:
+        # the restoration stage's slice keeps the order it had, which Snakemake's params compare)
+        out["restoration_skip"] = restoration_skip(m, task)
         return out
 
     def check_stage(self, cfg, method, task, stage, inputs):
