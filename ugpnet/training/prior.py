@@ -3,7 +3,7 @@
 No FFHQ StyleGAN2 exists offline, so the smoke profile trains its own prior from scratch on the
 training GT crops: non-saturating G loss, logistic D loss with lazy R1, EMA generator (StyleGAN2
 recipe; the GAN step is the shared :class:`~ugpnet.training.adversarial.AdversarialStage`). At
-paper scale ``stylegan2.checkpoint`` points at the user's pretrained FFHQ model.
+paper scale ``priors.<name>.checkpoint`` points at the user's pretrained FFHQ model.
 The saved file holds ``g_ema`` and ``d`` in our own layout (``format`` says so).
 """
 from __future__ import annotations
@@ -140,7 +140,7 @@ def load_prior(path: str | Path, generator, discriminator=None,
 
             if not Path(d_path).is_file():
                 raise CheckpointError(f"StyleGAN2 discriminator '{d_path}' not found "
-                                      f"(stylegan2.checkpoint.d)")
+                                      f"(priors.<name>.checkpoint.d)")
             fmt_d = load_stylegan2(d_path, None, discriminator).format
             return f"{fmt} + {fmt_d} (separate G and D files)"
         return fmt
@@ -149,7 +149,7 @@ def load_prior(path: str | Path, generator, discriminator=None,
         raise CheckpointError(
             f"StyleGAN2 prior '{path}' not found. For the paper profile download an FFHQ 512 "
             f"StyleGAN2 (rosinality .pt, BasicSR params_ema .pth or NVIDIA stylegan2-ada .pkl) "
-            f"and set stylegan2.checkpoint in params.yaml; the smoke profile pretrains one.")
+            f"and set priors.<name>.checkpoint in params.yaml; the smoke profile pretrains one.")
     if path.suffix in (".pt", ".pth"):
         ckpt = read_checkpoint(path, "StyleGAN2 prior")
         if isinstance(ckpt, dict) and ckpt.get("format") == PRIOR_FORMAT:
