@@ -118,7 +118,10 @@ class Plan:
     def stage_config(self, method: str, task: str, stage: str) -> dict:
         """The configuration slice that defines a stage's result, without operational keys
         (what the workflow reruns on, and what enters the stage's identity)."""
-        raw, _ = self.stage_slice(method, task, stage)
+        return self._identity_config(self.stage_slice(method, task, stage)[0])
+
+    def _identity_config(self, raw: Mapping) -> dict:
+        """:meth:`stage_config` of the kind's slice ``raw`` (see :meth:`stage_slice`)."""
         # options beyond the paper at their official value are left out: runs made before an
         # option existed keep their identity
         out = strip_official(strip_operational(raw))
@@ -420,13 +423,13 @@ class Plan:
             raise DataError(f"stage '{stage}' of {method}/{task} reads files that do not exist:\n"
                             f"{lines}\nRun the steps that make them first (the Snakemake "
                             f"workflow does: snakemake --cores all results/table1.csv).")
+        raw, read = self.stage_slice(method, task, stage)
         identity = {"kind": self.mcfg(method)["kind"], "stage": stage,
-                    "config": self.stage_config(method, task, stage),
+                    "config": self._identity_config(raw),
                     "inputs": {k: input_digest(v) for k, v in sorted(inputs.items())}}
         precision = resolve_precision(self.cfg.get("train_precision", "fp32"), device)
         if "train_precision" in identity["config"]:
             identity["precision"] = precision  # what 'auto' became on this device
-        raw, read = self.stage_slice(method, task, stage)
         # train_stage sees only what its identity covers (+ operational keys): anything else
         # fails loudly instead of silently not rerunning
         view = RestrictedView(self.cfg, read, free=OPERATIONAL_KEYS,

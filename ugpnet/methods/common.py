@@ -50,7 +50,7 @@ def loaders(ctx: StageContext, train: Mapping, input_mode: str):
                                        ctx.optional_input("kernels"), input_mode, seed,
                                        train.get("crop_size"), hflip=hflip)
         val_ds = tdata.paired_dataset(ctx.input("val").parent, gt_root / "val", task,
-                                      input_mode, deg.get("scale", 1) if task == "sr" else 1)
+                                      input_mode, deg["scale"] if task == "sr" else 1)
     return (tdata.loader(train_ds, train["batch_size"], True, train.get("num_workers", 0),
                          cfg["data"]["seed"]),
             tdata.loader(val_ds, 1, False, 0))

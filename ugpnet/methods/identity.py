@@ -24,7 +24,23 @@ from ..errors import UndeclaredConfigRead
 Path_ = tuple
 
 
-class RecordingView(Mapping):
+class _View(Mapping):
+    """A read-only mapping over ``_data`` at key path ``_path``."""
+
+    _data: Mapping
+    _path: Path_
+
+    def __iter__(self) -> Iterator:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({'.'.join(map(str, self._path)) or '<root>'})"
+
+
+class RecordingView(_View):
     """``cfg`` read-only, recording the path of every value read into ``paths``."""
 
     def __init__(self, data: Mapping, paths: set | None = None, path: Path_ = ()):
@@ -43,15 +59,6 @@ class RecordingView(Mapping):
         self.paths.add(path)
         return value
 
-    def __iter__(self) -> Iterator:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __repr__(self) -> str:
-        return f"RecordingView({'.'.join(map(str, self._path)) or '<root>'})"
-
 
 def to_plain(obj: Any) -> Any:
     """``obj`` with every Mapping (views included) as a dict and every tuple as a list; a view
@@ -66,12 +73,11 @@ def to_plain(obj: Any) -> Any:
 
 
 def _covered(path: Path_, allowed: frozenset) -> bool:
-    """``path`` leads to (a prefix of) or lies inside (extends) a recorded path."""
-    n = len(path)
-    return any(a[:n] == path or path[:len(a)] == a for a in allowed)
+    """``path`` is a recorded path or lies inside one (a sub-mapping recorded whole)."""
+    return any(path[:len(a)] == a for a in allowed)
 
 
-class RestrictedView(Mapping):
+class RestrictedView(_View):
     """``cfg`` read-only, readable only along ``allowed`` paths and at ``free`` keys (any depth);
     ``who`` names the reader in the error."""
 
@@ -80,10 +86,10 @@ class RestrictedView(Mapping):
         self._allowed = allowed if isinstance(allowed, frozenset) else frozenset(allowed)
         self._free = frozenset(free)
 
-    def _check(self, key) -> Path_:
+    def _check(self, key) -> None:
         path = self._path + (key,)
         if key in self._free or _covered(path, self._allowed):
-            return path
+            return
         raise UndeclaredConfigRead(
             f"{self._who} read params key '{'.'.join(map(str, path))}', which its kind's "
             f"stage_config does not include: a change of it would not rerun the stage. Read it in "
@@ -96,14 +102,5 @@ class RestrictedView(Mapping):
         self._check(key)  # a value (or an absent key) is read: it must be declared
         return self._data[key]
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key) -> bool:  # listing is free here (RecordingView records it)
         return key in self._data
-
-    def __iter__(self) -> Iterator:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __repr__(self) -> str:
-        return f"RestrictedView({'.'.join(map(str, self._path)) or '<root>'})"
