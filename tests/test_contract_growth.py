@@ -241,3 +241,53 @@ def test_train_task_shared_needs_a_shared_stage(capsys):
 
     rc = main(["--profile", "tiny", "train", "--method", "nafnet", "--task", "shared"])
     assert rc == 2 and "has no shared stage" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- user files, deviations
+@register_kind("external_toy")
+class ExternalToyKind(MethodKind):
+    """A kind whose shared stage reads one user file for every task (e.g. an identity network)
+    and that departs from its authors' recipe when the file is not given."""
+
+    family = "generative"
+
+    def stages(self, mcfg, task):
+        face = UserFile("arcface", per_task=False, hint="the official arcface_resnet18.pth")
+        return (Stage("codebook", reads=(Data(), face), shared=True),
+                Stage("restore", reads=(Data(), Previous("codebook"), UserFile("pretrained"))))
+
+    def deviations(self, cfg, method, task):
+        return [] if cfg["methods"][method].get("arcface") else ["no identity loss"]
+
+
+def test_a_user_file_for_every_task_is_one_path_and_may_feed_a_shared_stage(tiny, tmp_path):
+    face = tmp_path / "arcface.pth"
+    face.write_bytes(b"x")
+    entry = {"kind": "external_toy", "tasks": ["denoise", "sr"], "arcface": str(face),
+             "pretrained": {"denoise": None, "sr": None}}
+    plan = Plan.of(with_(tiny, methods__ext=entry))
+    assert plan.stage_inputs("ext", "sr", "codebook")["arcface"] == str(face)
+    assert "pretrained" not in plan.stage_inputs("ext", "sr", "restore")  # null: done without
+
+
+def test_a_user_file_that_does_not_exist_is_refused_naming_key_path_and_hint(tiny, tmp_path):
+    entry = {"kind": "external_toy", "tasks": ["denoise"], "arcface": str(tmp_path / "no.pth"),
+             "pretrained": {"denoise": str(tmp_path / "gone.pth")}}
+    plan = Plan.of(with_(tiny, methods__ext=entry))
+    with pytest.raises(ConfigError, match=r"methods\.ext\.arcface = '.*no\.pth': no such file\. "
+                                          r"the official arcface_resnet18\.pth"):
+        plan.stage_inputs("ext", "denoise", "codebook")
+    with pytest.raises(ConfigError, match=r"methods\.ext\.pretrained\.denoise = '.*gone\.pth'"):
+        plan.stage_inputs("ext", "denoise", "restore")
+
+
+def test_deviations_from_the_authors_recipe_are_named_beside_the_row(tiny):
+    from ugpnet.tables import options_footnote
+
+    entry = {"kind": "external_toy", "tasks": ["denoise", "sr"], "arcface": None,
+             "pretrained": {"denoise": None, "sr": None}}
+    cfg = with_(tiny, methods__ext=entry, table1__methods=["input", "ext"])
+    plan = Plan.of(cfg)
+    assert plan.options_beyond_paper("ext") == ["no identity loss"]
+    assert "ext: no identity loss" in options_footnote({"ext": plan.options_beyond_paper("ext")})
+    assert plan.options_beyond_paper("input") == []

@@ -310,7 +310,7 @@ def test_tables_name_the_options_beyond_the_paper(run, capsys):
     assert meta["options_beyond_paper"]["input"] == []
     assert sorted(df.loc["ugpnet", "options"].split("; ")) == sorted(want)
     assert df.loc["input", "options"] == ""
-    assert "not the paper's networks" in printed and "fusion x_reg skip" in printed
+    assert "not the paper's networks or recipes" in printed and "fusion x_reg skip" in printed
     out = Path(plan.outputs_csv("test"))
     assert _cli(root, *on, "table", "--which", "outputs", "--split", "test", "--out",
                 str(out)) == 0

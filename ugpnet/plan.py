@@ -145,6 +145,9 @@ class Plan:
                 for label in beyond_paper(raw):
                     if t not in per_label.setdefault(label, []):
                         per_label[label].append(t)
+            for label in self.kind(method).deviations(self.cfg, method, t):
+                if t not in per_label.setdefault(label, []):
+                    per_label[label].append(t)
         return [label if len(ts) == len(tasks) else f"{label} ({', '.join(ts)})"
                 for label, ts in per_label.items()]
 
@@ -370,13 +373,19 @@ class Plan:
                 else:
                     inputs[need.name] = prior
             elif isinstance(need, (UserFile, MethodModel)):
-                value = (m.get(need.key) or {}).get(task)
+                per_task = not (isinstance(need, UserFile) and not need.per_task)
+                key = f"methods.{method}.{need.key}" + (f".{task}" if per_task else "")
+                value = (m.get(need.key) or {}).get(task) if per_task else m.get(need.key)
                 if value is None:
                     if not need.optional:
-                        raise ConfigError(f"methods.{method}.{need.key}.{task} must be set: stage "
-                                          f"'{stage}' of '{method}' reads it")
+                        raise ConfigError(f"{key} must be set: stage '{stage}' of '{method}' "
+                                          f"reads it" + (f" ({need.hint})" if need.hint else ""))
                     continue
                 if isinstance(need, UserFile):
+                    if not Path(value).is_file():
+                        raise ConfigError(f"{key} = '{value}': no such file. "
+                                          + (f"{need.hint}. " if need.hint else "")
+                                          + f"Fix the path, or set {key}: null.")
                     inputs[need.name] = str(value)
                 else:
                     if value == method:

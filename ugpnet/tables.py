@@ -52,10 +52,11 @@ def options_column(options: Mapping[str, Iterable[str]], methods: Iterable[str])
 
 
 def options_footnote(options: Mapping[str, Iterable[str]]) -> str:
-    """One line naming every method that ran with options beyond the paper, or ``""``."""
+    """One line naming every method that ran with options beyond the paper or departures from
+    its authors' recipe (:meth:`ugpnet.methods.MethodKind.deviations`), or ``""``."""
     named = [f"{m}: {', '.join(o)}" for m, o in options.items() if o]
-    return ("not the paper's networks, options beyond the paper: " + "; ".join(named)) \
-        if named else ""
+    return ("not the paper's networks or recipes as published; options beyond the paper and "
+            "departures from the authors' recipes: " + "; ".join(named)) if named else ""
 
 
 def write_csv(df: pd.DataFrame, path: str | Path, meta: Mapping | None = None,

@@ -80,13 +80,19 @@ class Prior:
 
 @dataclass(frozen=True)
 class UserFile:
-    """A file the user names at ``methods.<method>.<key>.<task>`` (e.g. official weights).
+    """A file the user names at ``methods.<method>.<key>.<task>`` (e.g. official weights), or,
+    with ``per_task=False``, at ``methods.<method>.<key>`` (one file for every task, e.g. an
+    ArcFace network a loss term reads; such a file may be read by a shared stage).
 
-    Optional by default: a null entry means the stage does without it."""
+    Optional by default: a null entry means the stage does without it. A path that does not
+    exist is refused when the plan is built, with a message naming the key, the path and
+    ``hint`` (what the file is and where to get it)."""
 
     key: str
     name: str = ""
     optional: bool = True
+    per_task: bool = True
+    hint: str = ""
 
     def __post_init__(self):
         if not self.name:
@@ -124,7 +130,8 @@ class Stage:
     faces): it is trained once, in ``<runs>/<method>/shared/<stage>/``, and every task's later
     stages read that one model. It gets ``ctx.task = None``; its ``Data()`` is the clean ground
     truth alone (training and validation pairs have ``lq = gt``); it may read priors and other
-    shared stages, not per-task files (``UserFile``, ``MethodModel``) nor per-task stages. A kind
+    shared stages and ``UserFile(..., per_task=False)``, not per-task files (``UserFile``,
+    ``MethodModel``) nor per-task stages. A kind
     declares it the same way for every task."""
 
     name: str
@@ -144,7 +151,8 @@ class Stage:
             raise ValueError(f"stage {self.name!r} reads two inputs named {twice}: give each "
                              f"Prior/Previous/UserFile/MethodModel its own name")
         if self.shared:
-            per_task = [n for n in self.reads if isinstance(n, (UserFile, MethodModel))]
+            per_task = [n for n in self.reads if isinstance(n, MethodModel)
+                        or (isinstance(n, UserFile) and n.per_task)]
             if per_task:
                 raise ValueError(f"shared stage {self.name!r} reads per-task files {per_task}: "
                                  f"a stage trained once for every task cannot")
@@ -281,6 +289,14 @@ class MethodKind:
         weights and no files (the stage object as :func:`ugpnet.training.run_stage` drives it),
         or ``None`` when the stage trains nothing. Kinds without it are reported as such."""
         raise NotImplementedError
+
+    def deviations(self, cfg: Mapping[str, Any], method: str, task: str) -> list[str]:
+        """Short labels of how ``method`` departs from its authors' recipe for ``task`` in this
+        configuration (e.g. a loss term left out because its external network is not given).
+        The tables print them beside the method's row and in Table 1's footnote, with the
+        options beyond the paper. Shortened schedules are not listed (every small profile
+        shortens them and the table says so). Default: none."""
+        return []
 
     def parameter_breakdown(self, model) -> dict[str, int]:
         """Parameters per named part (``ugpnet params``); default: the whole model."""
