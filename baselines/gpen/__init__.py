@@ -127,7 +127,7 @@ class GPENKind(MethodKind):
         from .train import GPENCritic, GPENStage, gpen_recon, reg_scaled_optimizer
 
         train = m["train"]
-        betas = train.get("betas", [0.0, 0.99])
+        betas = train.get("betas", [0.9, 0.999])  # the schema default; params.yaml: [0, 0.99]
         path, r1 = m["path_length"], m["r1"]
         opt_g = reg_scaled_optimizer(net.parameters(), train["lr"], betas, path["every"])
         opt_d = reg_scaled_optimizer(D.parameters(), train["lr"], betas, r1["every"])
