@@ -113,13 +113,17 @@ def compare(a: torch.Tensor, b: torch.Tensor) -> dict:
             "mean_abs": float(d.mean()), "ref_max_abs": float(b.abs().max())}
 
 
-def timed(fn, repeats: int) -> dict:
-    times = []
+def timed(fns: dict, repeats: int) -> dict:
+    """Median wall time of each function, the repeats interleaved (a CPU shared with other
+    work slows both alike)."""
+    times = {k: [] for k in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return {"median_s": statistics.median(times), "all_s": [round(t, 3) for t in times]}
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: {"median_s": statistics.median(v), "all_s": [round(t, 3) for t in v]}
+            for k, v in times.items()}
 
 
 def main(argv=None):
@@ -160,9 +164,9 @@ def main(argv=None):
     ).float().mean())
     result["checks"]["vqfr_same_codes"] = idx_same
     with torch.no_grad():
-        result["time_vqfr_forward"] = {
-            "official": timed(lambda: theirs(x, return_keys=("dec",)), args.repeats),
-            "ours": timed(lambda: ours(x), args.repeats)}
+        result["time_vqfr_forward"] = timed({"official": lambda: theirs(x, return_keys=("dec",)),
+                                             "ours": lambda: ours(x)}, args.repeats)
+    result["load_average_after"] = os.getloadavg()
     print(json.dumps(result["checks"], indent=1), flush=True)
 
     # --- VQGAN v1 (stage 1)

@@ -16,7 +16,7 @@ from baselines.vqfr.arch import VQFR, VQGAN, PatchDiscriminator, SWAGANDiscrimin
 from baselines.vqfr.kmeans import Reservoir, kmeans
 from baselines.vqfr.keymap import (load_codebook_into_vqfr, load_official, official_to_ours,
                                    ours_to_official)
-from baselines.vqfr.losses import HingeCritic, adaptive_weight
+from baselines.vqfr.losses import HingeCritic, adaptive_weight, adaptive_weight_at_output
 from baselines.vqfr.stages import CodebookStage
 from ugpnet.config import load_params_file, resolve
 from ugpnet.errors import CheckpointError, ConfigError
@@ -67,6 +67,19 @@ def test_smoke_model_shapes_and_range():
         raw = model.net(x * 2 - 1)
     assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
     assert raw["dec"].shape == x.shape and raw["z_conv"].shape == (2, 32, 8, 8)
+
+
+def test_main_start_input_returns_the_input_at_init():
+    net = VQFR(**TINY_ARCH).eval()
+    net.start_main_at_input()
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(net(x)["main_dec"], x, atol=1e-6)
+    cfg = cfg_of("smoke")
+    assert cfg["methods"]["vqfr"]["main_start"] == "input"
+    assert cfg_of("paper")["methods"]["vqfr"]["main_start"] == "random"
+    assert "main branch starts at the input (main_start: input)" in VQFRKind().deviations(
+        cfg, "vqfr", "sr")
 
 
 def test_bad_architecture_is_refused():
@@ -277,6 +290,17 @@ def test_hinge_critic_and_adaptive_weight():
     w = torch.nn.Parameter(torch.ones(3))
     rec, gan = (2 * w).sum(), (0.5 * w).sum()
     assert abs(float(adaptive_weight(rec, gan, w)) - 4.0) < 1e-3
+    # from the image gradients (what RestorationStage uses) = taming's from the losses
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 3, 3, padding=1)
+    img = conv(torch.randn(2, 4, 8, 8))
+    rec = (img.tanh() - 0.3).abs().mean() + img.pow(2).mean()
+    gan = -(img.sin() * 2).mean()
+    ref = adaptive_weight(rec, gan, conv.weight)
+    (g_rec,) = torch.autograd.grad(rec, img, retain_graph=True)
+    (g_gan,) = torch.autograd.grad(gan, img, retain_graph=True)
+    assert torch.allclose(adaptive_weight_at_output(img, conv.weight, g_rec, g_gan), ref,
+                          rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- the DAG
@@ -292,10 +316,8 @@ def test_vqfr_trains_through_the_dag_on_tiny(repo_root, tmp_path_factory):
     runs = Path(plan.runs) / "vqfr"
     assert (runs / "shared" / "codebook" / "model.pt").exists()
     assert (runs / "denoise" / "restoration" / "model.pt").exists()
-    opts = json.loads((runs / "denoise" / "restoration" / "options.json").read_text()) \
-        if (runs / "denoise" / "restoration" / "options.json").exists() else None
-    if opts is not None:
-        assert "loss_terms_run" in json.dumps(opts)
+    opts = (runs / "denoise" / "restoration" / "options.json").read_text()
+    assert "loss_terms_run" in opts and "main_start" in opts
     table = (Path(plan.results) / "table1.csv").read_text()
     assert "vqfr" in table
 

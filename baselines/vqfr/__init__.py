@@ -75,6 +75,7 @@ SCHEMA = {
         "tasks": {"items": {"enum": ["denoise", "deblur", "sr"]}},
         "sr_input": {"enum": ["bicubic_up"]},
         "codebook": {"type": ["string", "null"]},
+        "main_start": {"enum": ["random", "input"]},
         "arch": {"type": "object", "additionalProperties": False,
                  "required": ["base_channels", "patch_size", "scale_rates", "channel_multipliers",
                               "encoder_blocks", "decoder_blocks", "num_code", "code_dim",
@@ -145,7 +146,8 @@ class VQFRKind(MethodKind):
     def stages(self, mcfg, task):
         st = mcfg["stages"]
         restore = Stage("restoration",
-                        reads=(Data(), UserFile("codebook", optional=True, per_task=False,
+                        reads=(Data(), UserFile("codebook", name="official_codebook",
+                                                optional=True, per_task=False,
                                                 hint=CODEBOOK_HINT))
                         if _codebook_file(mcfg) else (Data(), Previous("codebook")),
                         select=st["restoration"].get("select", "final"))
@@ -157,7 +159,7 @@ class VQFRKind(MethodKind):
     def stage_config(self, cfg, method, task, stage):
         m = cfg["methods"][method]
         out = {"arch": m["arch"], "stage": m["stages"][stage], "data": cfg["data"],
-               "codebook": m.get("codebook")}
+               "codebook": m.get("codebook"), "main_start": m.get("main_start", "random")}
         if stage == "codebook":
             out["d_global"] = m["discriminators"]["global"]
         else:
@@ -182,6 +184,8 @@ class VQFRKind(MethodKind):
         out = ["k-means: torch (sklearn absent)"] if not _codebook_file(m) else []
         if _codebook_file(m):
             out.append("official VQ codebook (stage 1 not trained)")
+        if m.get("main_start", "random") == "input":
+            out.append("main branch starts at the input (main_start: input)")
         return out
 
     # -- models
@@ -221,6 +225,8 @@ class VQFRKind(MethodKind):
             return CodebookStage(net, d, perceptual, st, device, precision), net
         net = build_vqfr(mcfg["arch"])
         teacher = build_vqgan(mcfg["arch"])
+        if mcfg.get("main_start", "random") == "input":
+            net.start_main_at_input()
         if codebook is not None:
             load_codebook_into_vqfr(net, codebook, "codebook stage")
             load_state_dict_strict(teacher, codebook, "codebook stage (teacher)")
@@ -241,7 +247,7 @@ class VQFRKind(MethodKind):
         st = mcfg["stages"][name]
         codebook, source = None, None
         if name == "restoration":
-            user = ctx.optional_input("codebook")
+            user = ctx.optional_input("official_codebook")
             if user is not None:
                 codebook, source = read_official(user, "official VQ codebook"), str(user)
             else:
@@ -258,6 +264,7 @@ class VQFRKind(MethodKind):
         if name == "restoration":
             options["init"] = (f"{source}: encoder, quantizer, texture_decoder (strict); "
                                f"lq_features, main_decoder initialised (authors' strict=False)")
+            options["main_start"] = mcfg.get("main_start", "random")
             options["teacher"] = f"frozen VQGAN from {source}; latent target = its codes"
         run = new_run(ctx, options)
         return run_stage(stage, run=run, train=st["train"], train_loader=train_loader,

@@ -388,6 +388,20 @@ class VQFR(nn.Module):
 
     CODEBOOK_PARTS = ("encoder", "texture_decoder", "quantizer")  # what stage 1 trains
 
+    @torch.no_grad()
+    def start_main_at_input(self) -> None:
+        """An option beyond the paper (short runs): the main decoder's last conv starts as the
+        identity on the LQ image it concatenates (feature weights and bias zero), so the
+        evaluated branch starts at the input and learns what to change; the authors' start is
+        random (``_init_weights``)."""
+        conv = self.main_decoder.conv_out[0]
+        c = conv.in_channels - 3
+        conv.weight.zero_()
+        conv.bias.zero_()
+        k = conv.kernel_size[0] // 2
+        for i in range(3):
+            conv.weight[i, c + i, k, k] = 1.0
+
     @property
     def level(self) -> str:
         return self.quantizer.level

@@ -95,4 +95,21 @@ def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor,
     gan_g = torch.autograd.grad(g_loss, last_layer, retain_graph=True, allow_unused=True)[0]
     if rec_g is None or gan_g is None:
         return g_loss.new_zeros(())
-    return torch.clamp(torch.norm(rec_g) / (torch.norm(gan_g) + 1e-4), 0.0, 1e4).detach()
+    return ada_ratio(rec_g, gan_g)
+
+
+def ada_ratio(rec_grad: torch.Tensor, gan_grad: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(torch.norm(rec_grad) / (torch.norm(gan_grad) + 1e-4), 0.0, 1e4).detach()
+
+
+def adaptive_weight_at_output(image: torch.Tensor, last_layer: torch.Tensor,
+                              rec_grad_image: torch.Tensor,
+                              gan_grad_image: torch.Tensor) -> torch.Tensor:
+    """:func:`adaptive_weight` from the two losses' gradients w.r.t. ``image``, the output of
+    the conv whose weight is ``last_layer``: the chain rule through that conv alone gives the
+    same weight gradients, without a second pass through LPIPS's VGG."""
+    rec_g, gan_g = torch.autograd.grad(image, last_layer, grad_outputs=rec_grad_image,
+                                       retain_graph=True)[0], \
+        torch.autograd.grad(image, last_layer, grad_outputs=gan_grad_image,
+                            retain_graph=True)[0]
+    return ada_ratio(rec_g, gan_g)

@@ -21,7 +21,7 @@ from ugpnet.training import (Critic, autocast, lr_of, make_optimizer, make_sched
                              requires_grad)
 
 from .kmeans import Reservoir, kmeans
-from .losses import HingeCritic, LPIPSStyle, adaptive_weight
+from .losses import HingeCritic, LPIPSStyle, adaptive_weight_at_output
 
 
 def _pm(x01: torch.Tensor) -> torch.Tensor:
@@ -164,6 +164,13 @@ class RestorationStage:
         return {"dec": cur > self.gan_start, "main_dec": cur > self.main_gan_start}
 
     def step(self, batch: Mapping, it: int) -> dict:
+        """One iteration. The loss is the authors' sum; its gradient is assembled per branch
+        image (d loss / d image of the branch's reconstruction + perceptual + style terms, of
+        the global and of the adaptively weighted local GAN terms) and back-propagated once
+        through the network: the same gradients as one ``backward`` of the sum, with LPIPS's
+        VGG differentiated once per branch instead of twice (the adaptive weight's gradients
+        at the last conv follow from the image gradients, :func:`.losses.
+        adaptive_weight_at_output`)."""
         cur = it + 1
         lq, gt = _pm(batch["lq"]), _pm(batch["gt"])
         active = self._active(cur)
@@ -171,14 +178,18 @@ class RestorationStage:
         for pair in self.critics.values():
             for c in pair:
                 requires_grad(c.net, False)
-        parts = {}
+        parts, total = {}, 0.0
+        roots, grads = [], []
         with autocast(self.precision, self.device):
             with torch.no_grad():
                 _, _, t_info = self.teacher(gt)
                 t_feats = self.perceptual.features(gt)
             out = self.net(lq)
-            latent = F.mse_loss(out["z_conv"].float(), t_info["z_quant_before_conv"].float())
-            total = self.w["latent"] * latent
+            latent = self.w["latent"] * F.mse_loss(out["z_conv"].float(),
+                                                   t_info["z_quant_before_conv"].float())
+            roots.append(latent)
+            grads.append(None)
+            total += _f(latent)
             parts["latent"] = _f(latent)
             for branch, l1w, last in (("dec", self.w["l1"], self.net.last_layer()),
                                       ("main_dec", self.w["l1_main"], self.net.main_last_layer())):
@@ -188,7 +199,8 @@ class RestorationStage:
                 nll = rec + self.w["lpips"] * percep
                 if style is not None:
                     nll = nll + style
-                total = total + nll
+                (g_img,) = torch.autograd.grad(nll, img, retain_graph=False)
+                total += _f(nll)
                 tag = "" if branch == "dec" else "_main"
                 parts.update({f"l1{tag}": _f(rec), f"lpips{tag}": _f(percep),
                               f"style{tag}": _f(style) if style is not None else 0.0})
@@ -196,12 +208,17 @@ class RestorationStage:
                     glob, loc = self.critics[branch]
                     g_glob = glob.g_loss(_01(img), None, "nonsaturating").float()
                     g_loc = loc.g_loss(_01(img)).float()
-                    w_ada = loc.weight * adaptive_weight(nll, g_loc, last)
-                    total = total + glob.weight * g_glob + w_ada * g_loc
+                    (d_glob,) = torch.autograd.grad(g_glob, img)
+                    (d_loc,) = torch.autograd.grad(g_loc, img)
+                    w_ada = loc.weight * adaptive_weight_at_output(img, last, g_img, d_loc)
+                    g_img = g_img + glob.weight * d_glob + w_ada * d_loc
+                    total += glob.weight * _f(g_glob) + _f(w_ada) * _f(g_loc)
                     parts.update({f"adv_global{tag}": _f(g_glob),
                                   f"adv_local{tag}": _f(g_loc), f"w_ada{tag}": _f(w_ada)})
+                roots.append(img)
+                grads.append(g_img)
         self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
+        torch.autograd.backward(roots, grads)
         self.opt_g.step()
         self.scheduler.step()
         for pair in self.critics.values():
@@ -214,7 +231,7 @@ class RestorationStage:
                     loss = "hinge" if isinstance(c, HingeCritic) else "nonsaturating"
                     for k, v in c.d_step(batch["gt"], fake, cur, loss).items():
                         parts[f"{k}_{c.name}"] = v
-        return {"loss": _f(total), **parts, "lr": lr_of(self.opt_g)}
+        return {"loss": total, **parts, "lr": lr_of(self.opt_g)}
 
     @torch.no_grad()
     def predict(self, lq: torch.Tensor):
