@@ -158,12 +158,12 @@ class VQFRKind(MethodKind):
 
     def stage_config(self, cfg, method, task, stage):
         m = cfg["methods"][method]
-        out = {"arch": m["arch"], "stage": m["stages"][stage], "data": cfg["data"],
-               "codebook": m.get("codebook"), "main_start": m.get("main_start", "random")}
+        out = {"arch": m["arch"], "stage": m["stages"][stage], "data": cfg["data"]}
         if stage == "codebook":
             out["d_global"] = m["discriminators"]["global"]
-        else:
-            out["discriminators"] = m["discriminators"]
+        else:  # the official codebook file itself is an input (its content is hashed)
+            out.update(discriminators=m["discriminators"], codebook=m.get("codebook"),
+                       main_start=m.get("main_start", "random"))
         if task is not None:
             out["degradations"] = cfg["degradations"][task]
         if task == "sr":
@@ -210,8 +210,7 @@ class VQFRKind(MethodKind):
                              "lq_features")}
 
     # -- training
-    def _stage_object(self, cfg, mcfg, stage, device, precision, init: Mapping | None,
-                      codebook: Mapping | None):
+    def _stage_object(self, cfg, mcfg, stage, device, precision, codebook: Mapping | None):
         from .keymap import load_codebook_into_vqfr
         from .losses import LPIPSStyle
         from .stages import CodebookStage, RestorationStage
@@ -252,12 +251,17 @@ class VQFRKind(MethodKind):
                 codebook, source = read_official(user, "official VQ codebook"), str(user)
             else:
                 codebook, source = final_weights(ctx.input("codebook")), "codebook stage"
-        stage, _ = self._stage_object(ctx.cfg, mcfg, name, ctx.device, ctx.precision, None,
-                                      codebook)
+        stage, _ = self._stage_object(ctx.cfg, mcfg, name, ctx.device, ctx.precision, codebook)
         mode = "lq" if ctx.task is None else self.input_mode(mcfg, ctx.task)
         train_loader, val_loader = loaders(ctx, st["train"], mode)
-        terms = {k: v for k, v in st["loss"].items() if v > 0}
-        options = {"arch": mcfg["arch"], "stage_options": st, "loss_terms_run": sorted(terms),
+        total = int(st["train"]["total_iters"])
+        gan = {"gan": "gan_start_iter"} if name == "codebook" else \
+            {"gan_global": "gan_start_iter", "gan_local": "gan_start_iter"}
+        terms = sorted(k for k, v in st["loss"].items()
+                       if v > 0 and (k not in gan or total > st[gan[k]]))
+        if name == "restoration" and total > st["main_gan_start_iter"]:
+            terms += ["gan_global_main", "gan_local_main"]
+        options = {"arch": mcfg["arch"], "stage_options": st, "loss_terms_run": terms,
                    "lpips": stage.perceptual.feature_source, "value_range": "[-1, 1] inside",
                    "kmeans": "torch k-means (k-means++ seeding, Lloyd), sklearn absent",
                    "inputs": {k: str(v) for k, v in ctx.inputs.items()}, **data_options(ctx)}
@@ -271,16 +275,20 @@ class VQFRKind(MethodKind):
                          val_loader=val_loader, device=ctx.device, progress=ctx.progress)
 
     def benchmark_stage(self, cfg, method, task, stage, device):
+        """One training step of ``stage`` at the configured size, random weights, batch 1,
+        every loss term on (GAN start thresholds ignored: the step of the long run)."""
         from ugpnet.methods.common import bench_precision, random_batch
 
-        m = cfg["methods"][method]
+        m = dict(cfg["methods"][method])
+        st = dict(m["stages"][stage])
+        for k in ("gan_start_iter", "main_gan_start_iter"):
+            if k in st:
+                st[k] = -1
         if stage == "codebook":
-            obj, _ = self._stage_object(cfg, m, stage, device, bench_precision(cfg, device),
-                                        None, None)
-        else:
-            obj, _ = self._stage_object(cfg, m, stage, device, bench_precision(cfg, device),
-                                        None, None)
+            st["bypass_iters"] = 0
+        m["stages"] = {**m["stages"], stage: st}
+        obj, _ = self._stage_object(cfg, m, stage, device, bench_precision(cfg, device), None)
         batch = random_batch(cfg, self, m, task, 1, device)
         if stage == "codebook":
             batch = {"lq": batch["gt"], "gt": batch["gt"]}
-        return obj, batch, "random weights; every loss term of the stage"
+        return obj, batch, "random weights; every loss term of the stage on"
