@@ -302,6 +302,9 @@ overrides:
 """
 
 
+# one method alone through the DAG; tests/test_dag.py runs every baseline on every task
+# through the whole tiny DAG in CI, so this one is for `make test-all`
+@pytest.mark.slow
 def test_tiny_dag_trains_restores_and_evaluates_gfpgan(tmp_path):
     work = copy_workflow(tmp_path / "w")
     (work / "gf.yaml").write_text(OVERRIDE)

@@ -327,7 +327,9 @@ overrides:
 """
 
 
-@pytest.mark.long
+# one method alone through the DAG; tests/test_dag.py runs every baseline on every task
+# through the whole tiny DAG in CI, so this one is for `make test-all`
+@pytest.mark.slow
 def test_gpen_trains_restores_and_reaches_table1_on_tiny(repo_root, tmp_path):
     work = copy_workflow(tmp_path / "gpen")
     (work / "gpen.yaml").write_text(OVERRIDE)

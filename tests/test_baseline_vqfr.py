@@ -304,6 +304,9 @@ def test_hinge_critic_and_adaptive_weight():
 
 
 # ----------------------------------------------------------------------------- the DAG
+# one method alone through the DAG; tests/test_dag.py runs every baseline on every task
+# through the whole tiny DAG in CI, so this one is for `make test-all`
+@pytest.mark.slow
 def test_vqfr_trains_through_the_dag_on_tiny(repo_root, tmp_path_factory):
     """The shared codebook stage then denoise's restoration stage, restored and evaluated into
     results/table1.csv by the real workflow (tiny profile: a few iterations each)."""

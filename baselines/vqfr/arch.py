@@ -32,7 +32,6 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from ugpnet.models.synthesis.ops import make_kernel, upfirdn2d
 
@@ -251,9 +250,13 @@ class DeformConv(nn.Module):
         nn.init.zeros_(self.conv_offset.bias)
 
     def forward(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        # imported here: torchvision's package import pulls in torch._dynamo (~3 s), which every
+        # job of the workflow would pay when the configuration merely names this kind
+        from torchvision.ops import deform_conv2d
+
         o1, o2, mask = torch.chunk(self.conv_offset(feat), 3, dim=1)
-        return torchvision.ops.deform_conv2d(x, torch.cat((o1, o2), dim=1), self.weight, self.bias,
-                                             padding=self.padding, mask=torch.sigmoid(mask))
+        return deform_conv2d(x, torch.cat((o1, o2), dim=1), self.weight, self.bias,
+                             padding=self.padding, mask=torch.sigmoid(mask))
 
 
 class TextureWarpingModule(nn.Module):
