@@ -73,6 +73,9 @@ def import_official(root: Path):
     """The official arch modules, imported file by file (see the module doc for the stubs)."""
     import logging
 
+    import torchvision  # noqa: F401 - before the stubs: its torch._dynamo import inspects
+    # every module spec, and a stub has none
+
     src = root / "vqfr"
     _module("timm", package=True, path=root)
     _module("timm.models", package=True, path=root)

@@ -250,8 +250,13 @@ def test_smoke_deviations_are_named():
     from ugpnet.methods import get_kind
 
     devs = get_kind("gfpgan").deviations(cfg_of("smoke"), "gfpgan", "sr")
-    assert "perceptual + style: VGG16 for VGG19" in devs
+    # smoke: no VGG19 offline and perceptual/style set to 0 explicitly (the budget); tiny keeps
+    # them on the offline VGG16, which is named as such
+    assert "no perceptual/style loss" in devs
     assert any("simple" in d for d in devs)
+    assert any("pretrained here" in d for d in devs)  # the smoke prior, not the official one
+    assert "perceptual + style: VGG16 for VGG19" in \
+        get_kind("gfpgan").deviations(cfg_of("tiny"), "gfpgan", "sr")
 
 
 def test_full_variant_step_runs_every_term(tmp_path):

@@ -12,12 +12,26 @@ def raw(repo_root):
 
 
 @pytest.mark.parametrize("profile", ["smoke", "paper", "tiny"])
-def test_every_profile_resolves_and_plans(raw, profile):
+def test_every_profile_resolves_and_plans(raw, profile, tmp_path, monkeypatch):
     from ugpnet.plan import Plan
 
-    # the paper profile needs the user's StyleGAN2 (refused without one: test_runs.py)
-    sets = (["priors.stylegan2.checkpoint=/weights/stylegan2-ffhq-512x512.pkl"]
-            if profile == "paper" else [])
+    sets = []
+    if profile == "paper":
+        # the paper profile needs the user's files: the StyleGAN2 priors (refused without them:
+        # test_runs.py), GFP-GAN's ArcFace and landmark boxes, GPEN's ArcFace, and torchvision's
+        # VGG19 in the torch hub folder (refused without them: tests/test_baseline_*.py)
+        hub = tmp_path / "hub"
+        (hub / "checkpoints").mkdir(parents=True)
+        (hub / "checkpoints" / "vgg19-dcbb9e9d.pth").write_bytes(b"stand-in")
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # torch hub dir: $TORCH_HOME/hub
+        files = {k: tmp_path / f"{k}.pth" for k in ("sg2", "sg2_cm1", "arc18", "marks", "irse")}
+        for f in files.values():
+            f.write_bytes(b"stand-in")
+        sets = [f"priors.stylegan2.checkpoint={files['sg2']}",
+                f"priors.stylegan2_cm1.checkpoint={files['sg2_cm1']}",
+                f"methods.gfpgan.arcface={files['arc18']}",
+                f"methods.gfpgan.landmarks={files['marks']}",
+                f"methods.gpen.arcface={files['irse']}"]
     cfg = resolve(raw, profile, sets)
     assert cfg["profile"] == profile
     assert cfg["data"]["resolution"] == cfg["priors"][cfg["methods"]["ugpnet"]["prior"]]["size"]
@@ -27,7 +41,10 @@ def test_every_profile_resolves_and_plans(raw, profile):
     for method, task in cells:  # every stage of every cell resolves what it reads
         for stage in plan.stages(method, task):
             inputs = plan.stage_inputs(method, task, stage.name)
-            assert inputs["gt"].startswith(plan.data) and ("kernels" in inputs) == (task == "deblur")
+            # a shared stage (VQFR's codebook) reads the clean ground truth alone
+            per_task = not plan.is_shared(method, stage.name)
+            assert inputs["gt"].startswith(plan.data)
+            assert ("kernels" in inputs) == (task == "deblur" and per_task)
         final = plan.final_model(method, task)
         if plan.stages(method, task):  # a trained method ends in a model under runs/
             assert final.startswith(plan.runs)

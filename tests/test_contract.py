@@ -18,7 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 PUBLIC = {"ugpnet.methods", "ugpnet.training", "ugpnet.training.gan", "ugpnet.losses",
           "ugpnet.models.build", "ugpnet.models.blocks", "ugpnet.models.backbones",
           "ugpnet.models.synthesis", "ugpnet.checkpoints", "ugpnet.errors", "ugpnet.io",
-          "ugpnet.registry"}
+          "ugpnet.registry",
+          # StyleGAN2 building blocks and key maps, for methods built on StyleGAN2 (GFP-GAN, GPEN,
+          # VQFR's critic): one implementation of the native ops, not one per baseline
+          "ugpnet.models.synthesis.ops", "ugpnet.models.synthesis.stylegan2",
+          "ugpnet.models.synthesis.keymaps_stylegan2", "ugpnet.models.synthesis.loading",
+          # the one store of pretrained weights (and the metric networks built from it), so a loss
+          # term reads the same exact offline weights as the metrics
+          "ugpnet.pretrained", "ugpnet.pretrained.vgg", "ugpnet.pretrained.archs",
+          "ugpnet.metrics"}
 
 
 def _imports(path: Path, package: str):

@@ -107,14 +107,13 @@ class GFPGANKind(MethodKind):
             raise ConfigError(f"methods.{method}.train.crop_size: the facial components of "
                               f"variant full read boxes of whole images; set it to null")
         if t["perceptual_vgg"] == "vgg19":
+            from ugpnet.pretrained import torch_hub_checkpoints_dir
             from ugpnet.pretrained.vgg import VGG19_FILE, VGG19_URL, vgg19_checkpoint
 
             if vgg19_checkpoint() is None:
-                from ugpnet.pretrained import store
-
                 raise ConfigError(
                     f"methods.{method}.loss.vgg = vgg19 (the authors' perceptual and style loss) "
-                    f"but {store.torch_hub_checkpoints_dir() / VGG19_FILE} does not exist: "
+                    f"but {torch_hub_checkpoints_dir() / VGG19_FILE} does not exist: "
                     f"download {VGG19_URL} there, or set methods.{method}.loss.vgg: vgg16 (our "
                     f"offline weights, a recorded deviation) or loss.perceptual and loss.style: 0")
 
@@ -129,7 +128,7 @@ class GFPGANKind(MethodKind):
     def train_stage(self, ctx: StageContext) -> dict:
         from ugpnet.training import (Critic, load_prior, make_optimizer, make_scheduler,
                                      run_stage)
-        from ugpnet.training.prior import PRIOR_FORMAT
+        from ugpnet.training import PRIOR_FORMAT
 
         from .nets import (ComponentBoxes, FacialComponentDiscriminator, PerceptualStyleLoss,
                            crop_view, load_arcface)
@@ -189,7 +188,7 @@ class GFPGANKind(MethodKind):
 
     def benchmark_stage(self, cfg, method, task, stage, device):
         """The simple variant's step (no external files) at the configured size, batch 1."""
-        from ugpnet.methods.common import bench_precision, random_batch
+        from ugpnet.methods import bench_precision, random_batch
         from ugpnet.training import Critic, make_optimizer
 
         from .stage import GFPGANStage

@@ -181,7 +181,7 @@ class GPENKind(MethodKind):
                          val_loader=val_loader, device=ctx.device, progress=ctx.progress)
 
     def benchmark_stage(self, cfg, method, task, stage, device):
-        from ugpnet.methods.common import bench_precision, random_batch
+        from ugpnet.methods import bench_precision, random_batch
 
         from .irse import IRSE50
 

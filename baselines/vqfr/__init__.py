@@ -277,7 +277,7 @@ class VQFRKind(MethodKind):
     def benchmark_stage(self, cfg, method, task, stage, device):
         """One training step of ``stage`` at the configured size, random weights, batch 1,
         every loss term on (GAN start thresholds ignored: the step of the long run)."""
-        from ugpnet.methods.common import bench_precision, random_batch
+        from ugpnet.methods import bench_precision, random_batch
 
         m = dict(cfg["methods"][method])
         st = dict(m["stages"][stage])

@@ -16,7 +16,8 @@ See :mod:`ugpnet.methods.contract` for what a kind declares. Built-in kinds: ``i
 ``ugpnet`` (:mod:`.ugpnet`).
 """
 from ..models.build import prior_architecture
-from .common import data_options, final_weights, loaders, new_run
+from .common import (bench_precision, data_options, final_weights, loaders, new_run,
+                     random_batch)
 from .contract import (SHARED, Data, MethodKind, MethodModel, Previous, Prior, Stage,
                        StageContext, UserFile)
 from .registry import METHOD_KINDS, check_task, get_kind, kind_of, method_cfg, register_kind
@@ -28,6 +29,7 @@ from . import ugpnet as _ugpnet  # noqa: E402,F401
 
 __all__ = [
     "SHARED", "Data", "METHOD_KINDS", "MethodKind", "MethodModel", "Previous", "Prior", "Stage",
-    "StageContext", "UserFile", "check_task", "data_options", "final_weights", "get_kind",
-    "kind_of", "loaders", "method_cfg", "new_run", "prior_architecture", "register_kind",
+    "StageContext", "UserFile", "bench_precision", "check_task", "data_options",
+    "final_weights", "get_kind", "kind_of", "loaders", "method_cfg", "new_run",
+    "prior_architecture", "random_batch", "register_kind",
 ]

@@ -20,11 +20,11 @@ from .common import (autocast, count_params, lr_of, make_optimizer, make_schedul
                      requires_grad, resolve_precision)
 from .gan import Critic, ema_update, to_range  # noqa: F401
 from .loop import run_stage  # noqa: F401
-from .prior import load_prior  # noqa: F401
+from .prior import PRIOR_FORMAT, load_prior  # noqa: F401
 from .regression import SupervisedStage, weighted_loss  # noqa: F401
 from .run import OPERATIONAL_KEYS, Run, strip_operational  # noqa: F401
 
-__all__ = ["AdversarialStage", "Critic", "OPERATIONAL_KEYS", "Run", "SupervisedStage", "autocast",
-           "count_params", "ema_update", "load_prior", "lr_of", "make_optimizer", "make_scheduler",
-           "requires_grad", "resolve_precision", "run_stage", "strip_operational", "to_range",
-           "weighted_loss"]
+__all__ = ["AdversarialStage", "Critic", "OPERATIONAL_KEYS", "PRIOR_FORMAT", "Run",
+           "SupervisedStage", "autocast", "count_params", "ema_update", "load_prior", "lr_of",
+           "make_optimizer", "make_scheduler", "requires_grad", "resolve_precision", "run_stage",
+           "strip_operational", "to_range", "weighted_loss"]
