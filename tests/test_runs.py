@@ -289,9 +289,13 @@ def test_no_prior_at_paper_scale_is_refused_before_anything_runs(tmp_path, capsy
     from ugpnet.cli import main
 
     cfg = load_config(profile="paper")
-    with pytest.raises(ConfigError, match=r"priors\.stylegan2\.checkpoint is null.*total_iters is 0"):
+    # (GFP-GAN's stylegan2_cm1 or UGPNet's stylegan2, whichever the plan meets first)
+    with pytest.raises(ConfigError, match=r"priors\.stylegan2(_cm1)?\.checkpoint is null.*total_iters is 0"):
         Plan.of(cfg).check()
     rc = main(["--profile", "paper", "pretrain-prior", "--gt", str(tmp_path), "--out",
-               str(tmp_path / "prior")])
+               str(tmp_path / "prior")])  # two priors now (GFP-GAN's too): which one?
+    assert rc == 2 and "name one with --prior" in capsys.readouterr().err
+    rc = main(["--profile", "paper", "pretrain-prior", "--prior", "stylegan2", "--gt",
+               str(tmp_path), "--out", str(tmp_path / "prior")])
     assert rc == 2 and "never written" in capsys.readouterr().err
     assert not (tmp_path / "prior" / "model.pt").exists()
