@@ -4,7 +4,7 @@ import json
 import pytest
 
 from ugpnet.cli import main
-from ugpnet.config import load_config
+from ugpnet.config import load_config, table1_methods
 from ugpnet.methods import kind_of
 
 
@@ -12,7 +12,7 @@ from ugpnet.methods import kind_of
 def test_bench_reports_every_method_and_stage(tmp_path, capsys):
     cfg = load_config(profile="tiny")
     # the default table's methods that deblur (read from the configuration, not listed here)
-    methods = [m for m in cfg["table1"]["methods"] if "deblur" in cfg["methods"][m]["tasks"]]
+    methods = [m for m in table1_methods(cfg) if "deblur" in cfg["methods"][m]["tasks"]]
     assert {"input", "nafnet", "ugpnet"} <= set(methods)  # the rows the checks below are about
     out = tmp_path / "bench.json"
     rc = main(["--profile", "tiny", "bench", "--methods", ",".join(methods), "--tasks",

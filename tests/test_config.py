@@ -37,8 +37,8 @@ def test_every_profile_resolves_and_plans(raw, profile, tmp_path, monkeypatch):
     assert cfg["data"]["resolution"] == cfg["priors"][cfg["methods"]["ugpnet"]["prior"]]["size"]
     plan = Plan.of(cfg)
     cells = list(plan.table_cells())
-    assert {m for m, _ in cells} == set(cfg["table1"]["methods"])
-    for method, task in cells:  # every stage of every cell resolves what it reads
+    assert {m for m, _ in cells} == set(plan.table1_methods())
+    for method, task in cells + plan.figure4_cells():  # every stage of every cell resolves what it reads
         for stage in plan.stages(method, task):
             inputs = plan.stage_inputs(method, task, stage.name)
             # a shared stage (VQFR's codebook) reads the clean ground truth alone

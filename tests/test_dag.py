@@ -48,7 +48,7 @@ def plan(tiny_run):
 
 def test_table1_has_real_numbers_for_every_method_and_task(tiny_run, plan):
     df = pd.read_csv(tiny_run / "results" / "table1.csv", index_col="method")
-    methods = plan.cfg["table1"]["methods"]
+    methods = plan.table1_methods()
     assert list(df.index) == methods  # one row per configured method, in the configured order
     # each row's family is its kind's: the reference input row, regression baselines, UGPNet
     families = {m: plan.family(m) for m in methods}
@@ -208,11 +208,13 @@ def test_timing_table_sums_one_benchmark_file_per_job(tiny_run, plan, tmp_path):
     files = sorted((Path(plan.logs) / "benchmarks").glob("*/*.tsv"))
     assert len(df) == len(files)
     counts = df.groupby("rule").size().to_dict()
-    # one train job per stage run, one evaluate job per Table 1 cell (all its outputs and splits)
-    # a shared stage (VQFR's codebook) is one job for all its method's tasks
+    # one train job per stage run, one evaluate job per task (evaluate_per: task, as the default
+    # run: all its cells, outputs and splits in one process); a shared stage (VQFR's codebook)
+    # is one job for all its method's tasks
     assert counts["train"] == len({plan.stage_dir(m, t, s) for (m, t), ss in
                                    trained_stages(plan).items() for s in ss})
-    assert counts["evaluate"] == len(list(plan.table_cells()))
+    assert plan.cfg["evaluate_per"] == "task"
+    assert counts["evaluate"] == len({t for _, t in plan.table_cells()})
     assert {"prepare", "degrade", "restore", "table1", "pretrain_prior", "val_outputs",
             "test_outputs"} <= set(counts)
     assert "evaluate_val_output" not in counts

@@ -227,7 +227,7 @@ def test_kill_9_of_table_then_rerun(tmp_path):
 
     def compare(out):
         assert set(_visible(out)) == {"table1.csv", "table1.json", "table1.png"}
-        assert len((out / "table1.csv").read_text().splitlines()) == 1 + len(plan.cfg["table1"]["methods"])
+        assert len((out / "table1.csv").read_text().splitlines()) == 1 + len(plan.table1_methods())
 
     # three files (PNG, JSON, CSV): the kill comes before the last rename
     _kill_and_rerun(tmp_path, cmd, tmp_path / "ref", finished, compare, renames=3)

@@ -92,7 +92,7 @@ def test_paper_profile_runs_no_option_and_keeps_its_identity(repo_root, monkeypa
     # is re-estimated with our torch k-means; none is an option beyond the paper
     known = {"gfpgan": ["no horizontal flip (component boxes)"],
              "vqfr": ["k-means: torch (sklearn absent)"]}
-    for method in cfg["table1"]["methods"]:
+    for method in plan.table1_methods():
         named = plan.options_beyond_paper(method)
         assert not any(n.startswith(tuple(labels)) for n in named), (method, named)
         assert named == known.get(method, []), (method, named)

@@ -314,6 +314,27 @@ def kind_schema(kind) -> dict:
     return {"$defs": _schema()["$defs"], **dict(schema)}
 
 
+def table1_rows(cfg: Mapping) -> dict[str, list[str]]:
+    """Table 1's methods per task (``table1.methods``: one list for every task, or a mapping
+    ``{task: [methods]}``), for the tasks of ``table1.tasks``; a method appears in a task only
+    where it runs that task (``methods.<m>.tasks``)."""
+    t = cfg["table1"]
+    rows = t["methods"]
+    out = {}
+    for task in t["tasks"]:
+        names = rows.get(task, []) if isinstance(rows, Mapping) else rows
+        out[task] = [m for m in names if task in cfg["methods"].get(m, {}).get("tasks", ())]
+    return out
+
+
+def table1_methods(cfg: Mapping) -> list[str]:
+    """Every method Table 1 names, in row order (first appearance over the tasks)."""
+    rows = cfg["table1"]["methods"]
+    lists = [rows[t] for t in cfg["table1"]["tasks"] if t in rows] + list(rows.values()) \
+        if isinstance(rows, Mapping) else [rows]
+    return list(dict.fromkeys(m for names in lists for m in names))
+
+
 def validate(cfg: Mapping, source: str | Sources = "params.yaml") -> None:
     """Check ``cfg`` against the schema, each method entry against its kind's schema, and that
     Table 1 names defined methods. Each error line names the key path and its source."""
@@ -325,11 +346,24 @@ def validate(cfg: Mapping, source: str | Sources = "params.yaml") -> None:
         for name, entry in cfg["methods"].items():
             lines += _schema_errors(kind_schema(get_kind(entry["kind"])), entry,
                                     ("methods", name), sources)
-        for name in cfg["table1"]["methods"]:
+        for name in table1_methods(cfg):
             if name not in cfg["methods"]:
                 lines.append(f"  - table1.methods: '{name}' is not defined under methods "
                              f"(defined: {', '.join(sorted(cfg['methods']))}) "
                              f"[in {sources.of(('table1', 'methods'))}]")
+        for alone, inside in (cfg.get("figure4") or {}).get("pairs", {}).items():
+            for name in (alone, inside):
+                if name not in cfg["methods"]:
+                    lines.append(f"  - figure4.pairs: '{name}' is not defined under methods "
+                                 f"[in {sources.of(('figure4', 'pairs'))}]")
+        rows = cfg["table1"]["methods"]
+        if isinstance(rows, Mapping):
+            for task in cfg["table1"]["tasks"]:
+                if task not in rows:
+                    lines.append(f"  - table1.methods: the rows are given per task but not for "
+                                 f"'{task}', which table1.tasks lists: add table1.methods.{task} "
+                                 f"(or drop it from table1.tasks) "
+                                 f"[in {sources.of(('table1', 'methods'))}]")
     _raise_invalid(lines, sources.describe())
 
 

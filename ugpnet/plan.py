@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from .checkpoints import verify_sha256
+from .config import table1_methods, table1_rows
 from .errors import CheckpointError, ConfigError, DataError
 from .io import sha256_file
 from .methods import (Data, MethodModel, Previous, Prior, StageContext, UserFile, check_task,
@@ -159,14 +160,38 @@ class Plan:
 
     def table_cells(self) -> Iterator[tuple[str, str]]:
         """(method, task) of Table 1: configured methods × tasks each method runs."""
-        t = self.cfg["table1"]
-        for method in t["methods"]:
-            for task in t["tasks"]:
-                if task in self.mcfg(method)["tasks"]:
+        rows = table1_rows(self.cfg)
+        for method in self.table1_methods():
+            for task in self.cfg["table1"]["tasks"]:
+                if method in rows[task]:
                     yield method, task
 
+    def figure4_cells(self) -> list[tuple[str, str]]:
+        """(method, task) of the paper's Figure 4 (``figure4:``): each regression method alone
+        and inside UGPNet, for each task both run."""
+        f = self.cfg.get("figure4")
+        if not f:
+            raise ConfigError("this configuration has no figure4 section (figure4: {tasks: [...], "
+                              "pairs: {<regression method>: <its UGPNet method>}}), so there is "
+                              "no Figure 4 to build")
+        cells = []
+        for task in f["tasks"]:
+            for alone, inside in f["pairs"].items():
+                if task in self.mcfg(alone)["tasks"] and task in self.mcfg(inside)["tasks"]:
+                    cells += [(alone, task), (inside, task)]
+        return cells
+
+    def figure4_inputs(self) -> list[str]:
+        """What the figure4 target needs: every cell's test outputs and metrics."""
+        return [f for m, t in self.figure4_cells()
+                for f in (self.restored_manifest(m, t, "test"), self.metrics_file(m, t))]
+
+    def table1_methods(self) -> list[str]:
+        """Table 1's rows in order (``table1.methods``, a list or per task)."""
+        return table1_methods(self.cfg)
+
     def multi_output_methods(self) -> list[str]:
-        return [m for m in self.cfg["table1"]["methods"] if len(self.outputs(m)) > 1]
+        return [m for m in self.table1_methods() if len(self.outputs(m)) > 1]
 
     # ------------------------------------------------------------------ data (content-addressed)
     def data_config(self) -> dict:

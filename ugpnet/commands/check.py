@@ -34,7 +34,7 @@ def run(args) -> int:
     print(json.dumps({"ok": True, "files": [str(find_params(args.params)), *args.configfile],
                       "profile": cfg["profile"], "experiment": cfg["experiment"],
                       "data": plan.data, "runs": plan.runs, "results": plan.results,
-                      "table1": sorted(cfg["table1"]["methods"]),
+                      "table1": plan.table1_methods(),
                       "priors": {name: plan.prior(name) for name in plan.priors_read()},
                       "warnings": warnings},
                      indent=2))

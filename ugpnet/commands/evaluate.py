@@ -35,7 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "a method of the run", "every output of the method on the splits the plan says "
         "(ugpnet.plan: evaluation_splits), restored folders and ground truth from the plan, "
         "metrics, LPIPS net and FID reference from the configuration (metrics.*)")
-    run_.add_argument("--method", default=None, help="a method defined in params.yaml")
+    run_.add_argument("--method", default=None,
+                      help="a method defined in params.yaml, or several, comma-separated (one "
+                           "process scores them all, each into its own default file)")
     run_.add_argument("--task", default=None, choices=["denoise", "deblur", "sr"])
     p.add_argument("--out", default=None, metavar="FILE.json",
                    help="result file, written atomically (a method: default "
@@ -134,27 +136,40 @@ def _run_method(args) -> int:
         raise ConfigError(f"{', '.join(given)}: with --method/--task these come from the "
                           f"configuration (metrics.names, metrics.lpips_net, metrics.fid_ref) and "
                           f"the plan; change them there, e.g. --set metrics.lpips_net=vgg.")
+    methods = [m for m in args.method.split(",") if m]
+    if len(methods) != len(set(methods)) or not methods:
+        raise ConfigError(f"--method {args.method!r}: give one method or several distinct ones, "
+                          f"comma-separated")
+    if len(methods) > 1 and args.out:
+        raise ConfigError("--out names one file: with several methods each is written to its "
+                          "own default file (<paths.results>/metrics/<method>/<task>.json)")
     plan = Plan.of(load_config(args))
     mcfg = plan.cfg["metrics"]
     metrics = parse_metrics(mcfg["names"])
-    out = args.out or plan.metrics_file(args.method, args.task)
-    check_out_path(out)
-    folders = _restored_folders(plan, args.method, args.task)
-    plan.check_restored_models(args.method, args.task)  # the model each folder names: ours
-    inspected = {key: inspect_dirs(pred, gt) for key, (pred, gt) in folders.items()}
+    # every method's folders are checked before the first metric is computed
+    todo = []
+    for method in methods:
+        out = args.out or plan.metrics_file(method, args.task)
+        check_out_path(out)
+        folders = _restored_folders(plan, method, args.task)
+        plan.check_restored_models(method, args.task)  # the model each folder names: ours
+        todo.append((method, out, {key: inspect_dirs(pred, gt)
+                                   for key, (pred, gt) in folders.items()}))
     set_threads(args.threads)
-    splits: dict[str, dict[str, dict]] = {}
-    for (split, output), pairs in inspected.items():
-        result = score_dirs(pairs, metrics, lpips_net=mcfg["lpips_net"],
-                            fid_ref=plan.fid_ref(split), device=args.device,
-                            progress=not args.no_progress, fid_batch_size=args.fid_batch_size)
-        result["protocol"]["provenance"] = evaluation_provenance(pairs.pred_dir, pairs.gt_dir,
-                                                                 plan.gt_manifest())
-        splits.setdefault(split, {})[output] = result
-        print(f"{args.method}/{args.task} {split} {output}: ", end="")
-        print_summary(result)
-    write_evaluation(out, evaluation_bundle(args.method, args.task, splits))
-    print(f"wrote {out}")
+    for method, out, inspected in todo:
+        splits: dict[str, dict[str, dict]] = {}
+        for (split, output), pairs in inspected.items():
+            result = score_dirs(pairs, metrics, lpips_net=mcfg["lpips_net"],
+                                fid_ref=plan.fid_ref(split), device=args.device,
+                                progress=not args.no_progress,
+                                fid_batch_size=args.fid_batch_size)
+            result["protocol"]["provenance"] = evaluation_provenance(
+                pairs.pred_dir, pairs.gt_dir, plan.gt_manifest())
+            splits.setdefault(split, {})[output] = result
+            print(f"{method}/{args.task} {split} {output}: ", end="")
+            print_summary(result)
+        write_evaluation(out, evaluation_bundle(method, args.task, splits))
+        print(f"wrote {out}")
     return 0
 
 

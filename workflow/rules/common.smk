@@ -56,7 +56,7 @@ wildcard_constraints:
     split="val|test",
     bank="train|val|test",
     did="[0-9a-f]{8}",
-    method="[A-Za-z0-9_]+",
+    method="[A-Za-z0-9_-]+",
     stage="[A-Za-z0-9_]+",
 
 

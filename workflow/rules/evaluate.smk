@@ -48,6 +48,44 @@ rule evaluate:
                " --threads {threads} --no-progress --out {output.metrics}")
 
 
+# evaluate_per: task (params.yaml): Table 1's cells of one task scored by one job, one process
+# (`ugpnet evaluate --method a,b,... --task T`), each into its own metrics file; the per-cell
+# rule above then serves only the cells outside Table 1 (e.g. the figure4 target's)
+if CFG["evaluate_per"] == "task":
+    for _task in CFG["table1"]["tasks"]:
+        _methods = [m for m, t in PLAN.table_cells() if t == _task]
+        if not _methods:
+            continue
+
+        rule:
+            name:
+                f"evaluate_{_task}"
+            input:
+                restored=[PLAN.restored_manifest(m, _task, split) for m in _methods
+                          for split in PLAN.evaluation_splits(m, _task)],
+                gt=rules.prepare.output.manifest,
+            output:
+                metrics=[PLAN.metrics_file(m, _task) for m in _methods],
+            params:
+                metrics=CFG["metrics"],
+                splits={m: PLAN.evaluation_splits(m, _task) for m in _methods},
+                methods=",".join(_methods),
+                task=_task,
+            threads: CFG["threads"]["eval"]
+            conda:
+                ENV
+            log:
+                f"{LOGS}/evaluate_{_task}.log",
+            benchmark:
+                f"{BENCH}/evaluate/{_task}.tsv",
+            shell:
+                logged("\"$UGPNET_PYTHON\" -m ugpnet evaluate"
+                       " --method {params.methods} --task {params.task}"
+                       " --threads {threads} --no-progress")
+
+        workflow.ruleorder(f"evaluate_{_task}", "evaluate")
+
+
 # every output of the methods that have several, and the degraded input of their tasks, per
 # split: val_outputs.csv and test_outputs.csv, one rule each
 for _split in ("val", "test"):
@@ -116,3 +154,11 @@ rule active_table1:
     shell:
         logged("cp {input.csv} {output.csv} && cp {input.meta} {output.meta}"
                " && cp {input.plot} {output.plot}")
+
+
+rule figure4:
+    # the runs of the paper's Figure 4 (figure4: in params.yaml): each backbone alone and inside
+    # UGPNet, trained, restored and scored (snakemake --cores all figure4); the figure itself is
+    # drawn by the evidence step
+    input:
+        PLAN.figure4_inputs() if CFG.get("figure4") else [],
