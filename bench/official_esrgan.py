@@ -270,17 +270,13 @@ def losses(mods, size_gt: int = 128) -> dict:
     d_grad_off = {k: p.grad.clone() for k, p in d_off.named_parameters()}
 
     # --- ours: the stage's G step and D step on the same (un-stepped) weights
-    opt_g_step, opt_d_step = st.opt_g.step, st.critics[0].opt.step
-    st.opt_g.step = lambda *a, **k: None  # keep the weights: compare the gradients
-    st.critics[0].opt.step = lambda *a, **k: None
-    try:
-        fake, real = st.images({"lq": lq, "gt": gt}, 0)
-        g_parts = st.g_step(fake, real)
-        g_grad = {k: p.grad.clone() for k, p in g.named_parameters()}
-        d_parts = st.d_step(real, fake, 0)
-        d_grad = {k: p.grad.clone() for k, p in d.named_parameters()}
-    finally:
-        st.opt_g.step, st.critics[0].opt.step = opt_g_step, opt_d_step
+    for opt in (st.opt_g, st.critics[0].opt):
+        opt.param_groups[0]["lr"] = 0.0  # keep the weights: compare the gradients
+    fake, real = st.images({"lq": lq, "gt": gt}, 0)
+    g_parts = st.g_step(fake, real)
+    g_grad = {k: p.grad.clone() for k, p in g.named_parameters()}
+    d_parts = st.d_step(real, fake, 0)
+    d_grad = {k: p.grad.clone() for k, p in d.named_parameters()}
 
     def grads(a, b):
         worst = max(((k, diff(a[k], b[k])) for k in b), key=lambda kv: kv[1]["max_rel"])
@@ -290,11 +286,11 @@ def losses(mods, size_gt: int = 128) -> dict:
     return {
         "setting": f"batch 4, GT {size_gt} px, x4, G RRDBNet(16, 2, 8), D VGGStyle(16, {size_gt}), "
                    f"VGG19 random weights, train mode",
-        "g_loss_total": {"official": float(l_g_total), "ours": g_parts["loss"]},
-        "g_l1_weighted": {"official": float(l_g_pix), "ours": g_parts["l1"]},
-        "g_perceptual": {"official": float(l_g_percep), "ours": g_parts["perceptual"]},
-        "g_gan_weighted": {"official": float(l_g_gan), "ours": total_adv},
-        "d_loss": {"official": float(l_d_real + l_d_fake), "ours": d_parts["d_loss"]},
+        "g_loss_total": {"official": float(l_g_total.detach()), "ours": g_parts["loss"]},
+        "g_l1_weighted": {"official": float(l_g_pix.detach()), "ours": g_parts["l1"]},
+        "g_perceptual": {"official": float(l_g_percep.detach()), "ours": g_parts["perceptual"]},
+        "g_gan_weighted": {"official": float(l_g_gan.detach()), "ours": total_adv},
+        "d_loss": {"official": float((l_d_real + l_d_fake).detach()), "ours": d_parts["d_loss"]},
         "g_gradients": grads(g_grad, g_grad_off),
         "d_gradients": grads(d_grad, d_grad_off),
     }
