@@ -267,7 +267,8 @@ def test_reg_ratio_optimisers_and_stage(paper_cfg):
                                 VGG16Conv43())
     assert isinstance(st.frozen[0], VGG16Conv43)
     gg, dg = st.opt_g.param_groups[0], st.critics[0].opt.param_groups[0]
-    assert gg["lr"] == pytest.approx(2e-3 * 4 / 5) and gg["betas"] == pytest.approx((0, 0.99 ** 0.8))
+    assert gg["lr"] == pytest.approx(2e-3 * 4 / 5)
+    assert gg["betas"] == pytest.approx((0, 0.99 ** 0.8))
     assert dg["lr"] == pytest.approx(2e-3 * 16 / 17)
     assert dg["betas"] == pytest.approx((0, 0.99 ** (16 / 17)))
     assert st.ema_beta == pytest.approx(0.5 ** (32 / 10000))

@@ -182,7 +182,8 @@ class GCFSR(nn.Module):
     def _noise_list(self, noise) -> list:
         if isinstance(noise, (list, tuple)):
             if len(noise) != self.num_layers:
-                raise ValueError(f"noise list must have {self.num_layers} entries, got {len(noise)}")
+                raise ValueError(f"noise list must have {self.num_layers} entries, "
+                                 f"got {len(noise)}")
             return list(noise)
         if noise is None or noise == "random":
             return [None] * self.num_layers
