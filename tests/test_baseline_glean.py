@@ -325,8 +325,9 @@ def test_perceptual_term_is_vgg16_conv4_3_pre_relu():
     from baselines.glean.train import VGG16Conv43
 
     vgg = VGG16Conv43()
-    assert len(vgg.features) == 22 and isinstance(vgg.features[21], torch.nn.Conv2d)
-    assert vgg.features[21].out_channels == 512
+    feats = vgg.vgg.features
+    assert len(feats) == 22 and isinstance(feats[21], torch.nn.Conv2d)
+    assert feats[21].out_channels == 512
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     assert vgg(x, x).item() == 0.0
     assert vgg(x, -x).item() > 0
@@ -351,7 +352,7 @@ def test_glean_trains_restores_and_reaches_table1_on_tiny(tmp_path):
     run = Path(plan.stage_dir("glean", "sr", "train"))
     opts = json.loads((run / "options.json").read_text())["options"]
     assert opts["input"] == "lr" and opts["in_size"] == 4
-    assert opts["perceptual_source"].startswith("vgg16 features[21]")
+    assert opts["perceptual_source"].startswith("vgg16/conv4_3")
     assert (work / opts["prior"]["file"]).resolve() == \
         Path(plan.pretrained_prior("stylegan2")).resolve()
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]

@@ -254,6 +254,24 @@ def test_vgg16_fallback_matches_metrics_vgg():
     assert torch.allclose(out, ref, atol=1e-5)
 
 
+def test_pre_relu_conv_names_end_at_the_conv():
+    # BasicSR's and mmagic's perceptual losses read convB_K (torchvision index of reluB_K - 1):
+    # VGG16 conv4_3 = features[21] (BasicSR NAMES['vgg16']), VGG19 conv5_4 = features[34]
+    pre = vggmod.build_vgg_features("conv4_3", backbone="vgg16")
+    post = vggmod.build_vgg_features("relu4_3", backbone="vgg16")
+    assert len(pre.features) == 22 and isinstance(pre.features[21], torch.nn.Conv2d)
+    assert pre.source.startswith("vgg16/conv4_3")
+    x = _rand(1, 3, 32, 32, seed=13)
+    a, b = pre(x), post(x)
+    assert (a < 0).any()  # before the ReLU: negative responses are kept
+    assert torch.allclose(torch.relu(a), b, atol=1e-6)
+    # a VGG19 conv name maps to the VGG16 conv at the same place, as the ReLU names do
+    assert vggmod.build_vgg_features("conv5_4", backbone="vgg16").source.startswith(
+        "vgg16/conv5_3")
+    with pytest.raises(ConfigError):
+        vggmod.build_vgg_features("conv9_1", backbone="vgg16")
+
+
 def test_vgg19_from_hub_cache(tmp_path, monkeypatch):
     # a torchvision-layout VGG19 checkpoint (random weights) named like the hub file
     from torchvision.models import vgg as tvvgg

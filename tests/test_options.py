@@ -91,7 +91,8 @@ def test_paper_profile_runs_no_option_and_keeps_its_identity(repo_root, monkeypa
     # file (tests/test_baseline_*.py): GFP-GAN's component boxes are not flipped, VQFR's codebook
     # is re-estimated with our torch k-means; none is an option beyond the paper
     known = {"gfpgan": ["no horizontal flip (component boxes)"],
-             "vqfr": ["k-means: torch (sklearn absent)"]}
+             "vqfr": ["k-means: torch (sklearn absent)"],
+             "esrgan": ["no rot90 augmentation (hflip only)"]}
     for method in plan.table1_methods():
         named = plan.options_beyond_paper(method)
         assert not any(n.startswith(tuple(labels)) for n in named), (method, named)

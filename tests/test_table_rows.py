@@ -33,9 +33,20 @@ def test_rows_per_task_give_exactly_those_cells(raw):
     assert sorted(plan.table_cells()) == sorted([("input", "denoise"), ("nafnet", "denoise"),
                                                  ("ugpnet", "deblur"), ("rrdbnet", "sr"),
                                                  ("input", "sr")])
-    # row order: first appearance over the tasks in table1.tasks order
-    assert plan.table1_methods() == ["input", "nafnet", "ugpnet", "rrdbnet"]
+    # row order: each task's list keeps its order (sr puts rrdbnet before input)
+    assert plan.table1_methods() == ["rrdbnet", "input", "nafnet", "ugpnet"]
     assert table1_rows(cfg)["sr"] == ["rrdbnet", "input"]
+
+
+def test_row_order_keeps_every_tasks_order(raw):
+    cfg = resolve(raw, "smoke")
+    # the paper's family order: regression, then generative, UGPNet last
+    assert table1_methods(cfg) == ["input", "nafnet", "uformer", "rrdbnet", "esrgan", "gfpgan",
+                                   "gpen", "vqfr", "glean", "gcfsr", "ugpnet"]
+    cfg = _with_rows(raw, {"denoise": ["input", "nafnet", "ugpnet"],
+                           "deblur": ["input", "nafnet", "ugpnet"],
+                           "sr": ["rrdbnet", "input", "ugpnet"]})
+    assert table1_methods(cfg) == ["rrdbnet", "input", "nafnet", "ugpnet"]
 
 
 def test_one_list_means_every_task_the_method_runs(raw):

@@ -104,7 +104,7 @@ class GCFSRKind(MethodKind):
 
     def make_stage(self, m, net, D, device, precision, vgg=None):
         """The stage object of entry ``m`` (weights already loaded), see :mod:`.train`."""
-        from baselines.gpen.train import reg_scaled_optimizer  # see RECIPE.md (shared code)
+        from ugpnet.training import reg_scaled_optimizer
 
         from .train import gcfsr_recon
 

@@ -38,22 +38,13 @@ __all__ = ["VGG16Conv43", "gcfsr_recon"]
 
 class VGG16Conv43(nn.Module):
     """Frozen VGG16 ``conv4_3`` features *before* the ReLU of images in [0, 1] (ImageNet
-    normalisation inside): torchvision ``features[:22]`` (BasicSR ``NAMES['vgg16']`` index 21)."""
-
-    INDEX = 21
+    normalisation inside): torchvision ``features[:22]`` (BasicSR ``NAMES['vgg16']`` index 21),
+    the shared extractor :func:`ugpnet.losses.vgg.build_vgg_features` ``conv4_3``."""
 
     def __init__(self):
         super().__init__()
-        vgg = build_vgg_features("relu4_3", backbone="vgg16")
-        layers = list(vgg.features)
-        if len(layers) != self.INDEX + 2 or not isinstance(layers[-1], nn.ReLU) or \
-                not isinstance(layers[self.INDEX], nn.Conv2d) or \
-                layers[self.INDEX].out_channels != 512:
-            raise RuntimeError(f"VGG16 up to relu4_3 is not torchvision's features[:23] "
-                               f"(got {len(layers)} layers): cannot take conv4_3 at index 21")
-        vgg.features = nn.Sequential(*layers[:-1])  # drop relu4_3: the conv's output
-        self.vgg = vgg
-        self.source = vgg.source.replace("relu4_3", "conv4_3 (pre-ReLU)")
+        self.vgg = build_vgg_features("conv4_3", backbone="vgg16")
+        self.source = self.vgg.source
         self.requires_grad_(False).eval()
 
     def train(self, mode: bool = True):

@@ -39,18 +39,16 @@ class VGG16Conv43(nn.Module):
     """mmagic ``PerceptualLoss(layer_weights={'21': 1}, vgg_type='vgg16', norm_img=False,
     criterion='mse')`` (glean_x16_2xb8_ffhq.py): torchvision VGG16 ``features[:22]`` (ends at
     conv4_3, before its ReLU), ImageNet mean/std applied to the [-1, 1] image as it is
-    (``norm_img=False`` skips the mapping to [0, 1]; perceptual_loss.py:54-62, :186-189). Weights:
-    the VGG16 the LPIPS metric carries offline (:func:`ugpnet.pretrained.vgg.build_vgg16_features`)."""
+    (``norm_img=False`` skips the mapping to [0, 1]; perceptual_loss.py:54-62, :186-189). The
+    extractor is the shared one (:func:`ugpnet.losses.vgg.build_vgg_features` ``conv4_3``, the
+    VGG16 the LPIPS metric carries offline), which normalises its input the same way."""
 
     def __init__(self):
         super().__init__()
-        from ugpnet.pretrained.vgg import (IMAGENET_MEAN, IMAGENET_STD, build_vgg16_features,
-                                           vgg16_source)
+        from ugpnet.losses.vgg import build_vgg_features
 
-        self.features = build_vgg16_features(upto=22)
-        self.source = f"vgg16 features[21] conv4_3 pre-ReLU ({vgg16_source()})"
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.vgg = build_vgg_features("conv4_3", backbone="vgg16")
+        self.source = f"{self.vgg.source}, MSE, on [-1, 1] images (norm_img=False)"
         self.requires_grad_(False)
         self.eval()
 
@@ -59,9 +57,7 @@ class VGG16Conv43(nn.Module):
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """MSE of the conv4_3 features of ``fake`` and ``real`` (both in [-1, 1])."""
-        f = self.features((fake - self.mean) / self.std)
-        r = self.features((real.detach() - self.mean) / self.std)
-        return F.mse_loss(f, r)
+        return F.mse_loss(self.vgg(fake), self.vgg(real.detach()))
 
 
 def predict01(net, lr01: torch.Tensor) -> torch.Tensor:

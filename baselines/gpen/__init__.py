@@ -124,7 +124,9 @@ class GPENKind(MethodKind):
     def make_stage(self, m, net, D, device, precision, id_net=None):
         """The stage object of entry ``m`` (weights already loaded), see :mod:`.train`."""
         from .irse import IDLoss
-        from .train import GPENCritic, GPENStage, gpen_recon, reg_scaled_optimizer
+        from ugpnet.training import reg_scaled_optimizer
+
+        from .train import GPENCritic, GPENStage, gpen_recon
 
         train = m["train"]
         betas = train.get("betas", [0.9, 0.999])  # the schema default; params.yaml: [0, 0.99]

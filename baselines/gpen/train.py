@@ -24,14 +24,7 @@ import torch.nn.functional as F
 from ugpnet.losses import d_logistic_loss, d_r1_penalty, r1_weight
 from ugpnet.training import AdversarialStage, Critic
 
-__all__ = ["GPENCritic", "GPENStage", "gpen_recon", "reg_scaled_optimizer"]
-
-
-def reg_scaled_optimizer(params, lr: float, betas, reg_every: int) -> torch.optim.Adam:
-    """Adam with StyleGAN2's lazy-regularisation scaling (train_simple.py:352-365):
-    ``lr * c``, ``betas ** c`` with ``c = every / (every + 1)``."""
-    c = reg_every / (reg_every + 1) if reg_every > 0 else 1.0
-    return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c))
+__all__ = ["GPENCritic", "GPENStage", "gpen_recon"]
 
 
 @dataclass(eq=False)

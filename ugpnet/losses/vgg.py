@@ -36,6 +36,14 @@ from ..pretrained.vgg import (
 )
 
 
+def relu_of(layer: str) -> tuple[str, bool]:
+    """``(reluB_K, pre_relu)`` of a layer name: ``reluB_K`` itself, or ``convB_K`` (BasicSR's and
+    mmagic's perceptual losses read that conv's output, before its ReLU)."""
+    if layer.startswith("conv"):
+        return "relu" + layer[len("conv"):], True
+    return layer, False
+
+
 class VGGFeatures(nn.Module):
     """torchvision VGG ``features[:index + 1]`` with ImageNet input normalisation; frozen, eval.
 
@@ -46,10 +54,13 @@ class VGGFeatures(nn.Module):
         super().__init__()
         if arch not in VGG_CFG:
             raise ConfigError(f"unknown VGG '{arch}'; use vgg16 or vgg19")
-        if layer not in VGG_LAYERS[arch]:
-            raise ConfigError(f"{arch} has no layer '{layer}'; known: {', '.join(VGG_LAYERS[arch])}")
+        relu, pre_relu = relu_of(layer)
+        if relu not in VGG_LAYERS[arch]:
+            raise ConfigError(f"{arch} has no layer '{layer}'; known: {', '.join(VGG_LAYERS[arch])}"
+                              f" (or conv<b>_<k>: the same conv before its ReLU)")
         self.arch, self.layer, self.source = arch, layer, source
-        end = VGG_LAYERS[arch][layer] + 1
+        # reluB_K: features[:i + 1] ends at that ReLU; convB_K: features[:i] ends at its conv
+        end = VGG_LAYERS[arch][relu] + (0 if pre_relu else 1)
         layers, cin = [], 3
         for v in VGG_CFG[arch]:
             if v == "M":
@@ -78,6 +89,7 @@ class VGGFeatures(nn.Module):
 def build_vgg_features(layer: str = "relu3_4", backbone: str = "auto") -> VGGFeatures:
     """A frozen VGG feature extractor ending at ``layer`` (see the module docstring).
 
+    ``layer``: ``reluB_K`` (after the ReLU) or ``convB_K`` (the same conv before it).
     ``backbone``: ``"auto"`` (VGG19 if its torchvision checkpoint is cached, else offline VGG16),
     ``"vgg19"`` (error if the checkpoint is missing) or ``"vgg16"``."""
     if backbone not in ("auto", "vgg19", "vgg16"):
@@ -92,8 +104,15 @@ def build_vgg_features(layer: str = "relu3_4", backbone: str = "auto") -> VGGFea
                 f"<torch.hub.get_dir()>/checkpoints; TORCH_HOME moves it). Offline, a profile may "
                 f"choose the LPIPS VGG16 instead, explicitly: contextual: {{features: "
                 f"vgg16_relu3_3}} (not the paper's).")
-        name = map_layer(layer, "vgg19")
+        name = _mapped(layer, "vgg19")
         state = vgg19_features_state(ckpt)
         return VGGFeatures("vgg19", name, state, f"vgg19/{name} (torchvision {VGG19_FILE})")
-    name = map_layer(layer, "vgg16")
+    name = _mapped(layer, "vgg16")
     return VGGFeatures("vgg16", name, vgg16_features_state(), f"vgg16/{name} ({vgg16_source()})")
+
+
+def _mapped(layer: str, arch: str) -> str:
+    """:func:`map_layer` for ``reluB_K`` and ``convB_K`` names (a conv maps as its ReLU)."""
+    relu, pre_relu = relu_of(layer)
+    name = map_layer(relu, arch)
+    return "conv" + name[len("relu"):] if pre_relu else name

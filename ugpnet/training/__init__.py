@@ -2,7 +2,8 @@
 
     from ugpnet.training import (run_stage, Run, SupervisedStage, AdversarialStage, Critic,
                                  weighted_loss, make_optimizer, make_scheduler, requires_grad,
-                                 lr_of, count_params, load_prior, autocast, resolve_precision)
+                                 lr_of, count_params, load_prior, autocast, resolve_precision,
+                                 reg_scaled_optimizer)
 
 - :func:`run_stage`: the one loop (iterate, log, validate, checkpoint, resume) over a stage
   object with ``step(batch, it)``, ``predict(lq)``, ``weights()``, ``state()``, ``load_state()``.
@@ -17,7 +18,7 @@
 """
 from .adversarial import AdversarialStage  # noqa: F401
 from .common import (autocast, count_params, lr_of, make_optimizer, make_scheduler,  # noqa: F401
-                     requires_grad, resolve_precision)
+                     reg_scaled_optimizer, requires_grad, resolve_precision)
 from .gan import Critic, ema_update, to_range  # noqa: F401
 from .loop import run_stage  # noqa: F401
 from .prior import PRIOR_FORMAT, load_prior  # noqa: F401
@@ -26,5 +27,5 @@ from .run import OPERATIONAL_KEYS, Run, strip_operational  # noqa: F401
 
 __all__ = ["AdversarialStage", "Critic", "OPERATIONAL_KEYS", "PRIOR_FORMAT", "Run",
            "SupervisedStage", "autocast", "count_params", "ema_update", "load_prior", "lr_of",
-           "make_optimizer", "make_scheduler", "requires_grad", "resolve_precision", "run_stage",
+           "make_optimizer", "make_scheduler", "reg_scaled_optimizer", "requires_grad", "resolve_precision", "run_stage",
            "strip_operational", "to_range", "weighted_loss"]

@@ -89,6 +89,14 @@ def make_scheduler(opt: torch.optim.Optimizer, train: Mapping) -> torch.optim.lr
     raise ConfigError(f"unknown lr_schedule '{kind}'")
 
 
+def reg_scaled_optimizer(params, lr: float, betas, reg_every: int) -> torch.optim.Adam:
+    """Adam with StyleGAN2's lazy-regularisation scaling (GPEN train_simple.py:352-365; GCFSR
+    gcfsr_model.py setup_optimizers), for a net regularised every ``reg_every`` steps:
+    ``lr * c``, ``betas ** c`` with ``c = every / (every + 1)``."""
+    c = reg_every / (reg_every + 1) if reg_every > 0 else 1.0
+    return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c))
+
+
 def lr_of(opt: torch.optim.Optimizer) -> float:
     return float(opt.param_groups[0]["lr"])
 
