@@ -136,7 +136,8 @@ def _loop(stage, run, train, train_loader, val_loader, device, progress, resume,
     def do_validate(it: int) -> None:
         _train_mode(stage, False)
         metrics = validate(stage.predict, val_loader, device, train.get("val_max_images", 100),
-                           lpips_net=v["lpips_net"], psnr_cap_db=v["psnr_cap_db"])
+                           lpips_net=v["lpips_net"], psnr_cap_db=v["psnr_cap_db"],
+                           lpips=v["lpips"] == "always" or run.select_metric == "lpips")
         _train_mode(stage, True)
         selected = run.validated(it, metrics, stage.weights())
         say(validation_line(tag, it, total, metrics, selected, run))

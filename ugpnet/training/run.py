@@ -53,7 +53,7 @@ OPERATIONAL_KEYS = frozenset({"num_workers", "log_every", "ckpt_every", "threads
                               "progress", "checkpoint_sha256"})
 STATE_FILES = ("last.pt", "best.pt", "log.jsonl", "val.jsonl", "model.pt", "summary.json")
 FINISHED_MARK = "summary.json"  # written last by a finished run (after model.pt)
-DEFAULT_VALIDATION = {"lpips_net": "alex", "psnr_cap_db": 100.0}
+DEFAULT_VALIDATION = {"lpips_net": "alex", "psnr_cap_db": 100.0, "lpips": "always"}
 
 
 class JsonlLog:

@@ -25,15 +25,17 @@ def _lpips(device, net: str) -> LPIPSMetric:
 @torch.no_grad()
 def validate(predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor] | torch.Tensor],
              loader, device, max_images: int = 100, lpips_net: str = "alex",
-             psnr_cap_db: float = 100.0) -> dict:
+             psnr_cap_db: float = 100.0, lpips: bool = True) -> dict:
     """Mean metrics of ``predict(lq)`` over the val loader (batch size 1).
 
     ``predict`` returns an image tensor, or a dict of named image tensors (e.g. x_reg, x_syn, x_hat
     for UGPNet); the first entry is reported unprefixed, the others as ``<name>/<metric>``.
-    Per-image PSNR is capped at ``psnr_cap_db`` before averaging.
+    Per-image PSNR is capped at ``psnr_cap_db`` before averaging. ``lpips=False`` leaves LPIPS
+    out (``validation.lpips: when_selected`` for a stage that does not select on it: the LPIPS
+    network's imports (torchvision, ~3 s) are most of a small job's validation cost).
     """
     sums: dict[str, list[float]] = {}
-    lp = _lpips(device, lpips_net)
+    lp = _lpips(device, lpips_net) if lpips else None
     n = 0
     for batch in loader:
         if n >= max_images:
@@ -44,8 +46,10 @@ def validate(predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor] | torc
         for i, (name, img) in enumerate(outs.items()):
             pred = to_uint8(img[0])
             prefix = "" if i == 0 else f"{name}/"
-            for metric, value in (("psnr", psnr(gt, pred)), ("ssim", ssim(gt, pred)),
-                                  ("lpips", lp(gt, pred))):
+            values = [("psnr", psnr(gt, pred)), ("ssim", ssim(gt, pred))]
+            if lp is not None:
+                values.append(("lpips", lp(gt, pred)))
+            for metric, value in values:
                 sums.setdefault(prefix + metric, []).append(float(value))
         n += 1
     return {k: float(np.mean(np.minimum(v, psnr_cap_db) if k.endswith("psnr") else v))
