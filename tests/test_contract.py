@@ -26,7 +26,12 @@ PUBLIC = {"ugpnet.methods", "ugpnet.training", "ugpnet.training.gan", "ugpnet.lo
           # the one store of pretrained weights (and the metric networks built from it), so a loss
           # term reads the same exact offline weights as the metrics
           "ugpnet.pretrained", "ugpnet.pretrained.vgg", "ugpnet.pretrained.archs",
-          "ugpnet.metrics"}
+          "ugpnet.metrics",
+          # the frozen VGG feature extractor (UGPNet's contextual loss, the baselines' perceptual
+          # terms: one place for layer names, pre-ReLU convs and the VGG19/VGG16 weights), the
+          # backbones' blocks and official key maps, for methods built on a backbone (GLEAN's
+          # RRDB extractor, ESRGAN's RRDBNet)
+          "ugpnet.losses.vgg", "ugpnet.models.backbones.rrdbnet", "ugpnet.models.keymaps"}
 
 
 def _imports(path: Path, package: str):
