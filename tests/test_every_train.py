@@ -98,8 +98,8 @@ def test_a_method_added_in_an_override_files_defaults_runs_at_the_profiles_scale
 def test_a_method_entry_in_the_profile_wins_over_the_rule(raw, params, tmp_path):
     cfg = resolve(raw, "smoke", warnings=[])
     rule = raw["profiles"]["smoke"][RULE]
-    assert cfg["methods"]["rrdbnet"]["train"]["total_iters"] == 1000 != rule["total_iters"]
-    assert cfg["methods"]["ugpnet"]["stages"]["synthesis"]["train"]["total_iters"] == 30
+    assert cfg["methods"]["rrdbnet"]["train"]["total_iters"] == 600 != rule["total_iters"]
+    assert cfg["methods"]["ugpnet"]["stages"]["synthesis"]["train"]["total_iters"] == 20
     # the rule reached the keys the entries leave out
     own = raw["profiles"]["smoke"]["methods"]
     for block in train_blocks(cfg):
