@@ -62,7 +62,7 @@ class PerceptualLoss(nn.Module):
                  state: Mapping[str, torch.Tensor] | None = None):
         super().__init__()
         from ugpnet.pretrained import torch_hub_checkpoints_dir
-        from ugpnet.pretrained.archs import VGG_CFG
+        from ugpnet.losses.vgg import vgg_trunk
         from ugpnet.pretrained.vgg import (IMAGENET_MEAN, IMAGENET_STD, VGG19_FILE, VGG19_URL,
                                            vgg16_features_state, vgg16_source, vgg19_checkpoint,
                                            vgg19_features_state)
@@ -86,17 +86,7 @@ class PerceptualLoss(nn.Module):
         for name, w in layer_weights.items():
             ours, idx = vgg_layer(name, vgg)
             self.layers[idx] = (ours, float(w))
-        end = max(self.layers) + 1
-        mods, cin = [], 3
-        for v in VGG_CFG[vgg]:
-            if v == "M":
-                mods.append(nn.MaxPool2d(2, 2))
-            else:
-                mods += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
-                cin = v
-        self.features = nn.Sequential(*mods[:end])
-        self.features.load_state_dict({k: v for k, v in state.items()
-                                       if int(k.split(".")[0]) < end})
+        self.features = vgg_trunk(vgg, state, max(self.layers) + 1)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self.requires_grad_(False).eval()

@@ -153,7 +153,7 @@ class PerceptualStyleLoss(nn.Module):
         from ugpnet.pretrained.vgg import (IMAGENET_MEAN, IMAGENET_STD, VGG19_FILE, VGG19_URL,
                                            vgg16_features_state, vgg16_source, vgg19_checkpoint,
                                            vgg19_features_state)
-        from ugpnet.pretrained.archs import VGG_CFG
+        from ugpnet.losses.vgg import vgg_trunk
 
         if vgg == "vgg19":
             ckpt = vgg19_checkpoint()
@@ -176,17 +176,7 @@ class PerceptualStyleLoss(nn.Module):
         if unknown:
             raise ConfigError(f"perceptual layers {unknown} are not in {vgg} ({sorted(table)})")
         self.weights = {table[k]: float(w) for k, w in names.items()}
-        end = max(self.weights) + 1
-        layers, cin = [], 3
-        for v in VGG_CFG[vgg]:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
-                cin = v
-        self.features = nn.Sequential(*layers[:end])
-        self.features.load_state_dict({k: v for k, v in state.items()
-                                       if int(k.split(".")[0]) < end})
+        self.features = vgg_trunk(vgg, state, max(self.weights) + 1)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self.requires_grad_(False).eval()

@@ -18,6 +18,8 @@ named ReLU. Its parameters are frozen and it stays in eval mode; gradients flow 
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 import torch.nn as nn
 
@@ -34,6 +36,23 @@ from ..pretrained.vgg import (
     vgg19_checkpoint,
     vgg19_features_state,
 )
+
+
+def vgg_trunk(arch: str, state: Mapping[str, torch.Tensor], end: int) -> nn.Sequential:
+    """torchvision's ``vgg16``/``vgg19`` ``features[:end]`` (convs, ReLUs, max-pools) with the
+    weights of ``state`` (a ``features`` state dict) loaded strictly: the one VGG trunk of every
+    feature loss (this module's extractor, the baselines' multi-layer perceptual losses)."""
+    layers, cin = [], 3
+    for v in VGG_CFG[arch]:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(cin, v, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
+            cin = v
+    trunk = nn.Sequential(*layers[:end])
+    trunk.load_state_dict({k: v for k, v in state.items() if int(k.split(".")[0]) < end},
+                          strict=True)
+    return trunk
 
 
 def relu_of(layer: str) -> tuple[str, bool]:
@@ -61,16 +80,7 @@ class VGGFeatures(nn.Module):
         self.arch, self.layer, self.source = arch, layer, source
         # reluB_K: features[:i + 1] ends at that ReLU; convB_K: features[:i] ends at its conv
         end = VGG_LAYERS[arch][relu] + (0 if pre_relu else 1)
-        layers, cin = [], 3
-        for v in VGG_CFG[arch]:
-            if v == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                layers += [nn.Conv2d(cin, v, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
-                cin = v
-        self.features = nn.Sequential(*layers[:end])
-        kept = {k: v for k, v in state.items() if int(k.split(".")[0]) < end}
-        self.features.load_state_dict(kept, strict=True)
+        self.features = vgg_trunk(arch, state, end)
         self.out_channels = [m for m in self.features if isinstance(m, nn.Conv2d)][-1].out_channels
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
