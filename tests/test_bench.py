@@ -4,7 +4,8 @@ import json
 import pytest
 
 from ugpnet.cli import main
-from ugpnet.config import load_config, table1_methods
+from ugpnet.config import load_config
+from ugpnet.plan import table1_methods
 from ugpnet.methods import kind_of
 
 

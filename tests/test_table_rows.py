@@ -3,9 +3,9 @@ import re
 
 import pytest
 
-from ugpnet.config import load_params_file, resolve, table1_methods, table1_rows
+from ugpnet.config import load_params_file, resolve
 from ugpnet.errors import ConfigError
-from ugpnet.plan import Plan
+from ugpnet.plan import Plan, table1_methods, table1_rows
 from workspace import copy_workflow, snakemake
 
 # the paper's Table 1: (a) denoising and (b) deblurring, (c) 8x SR (shared/specs/baselines.md §0)

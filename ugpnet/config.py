@@ -315,40 +315,6 @@ def kind_schema(kind) -> dict:
     return {"$defs": _schema()["$defs"], **dict(schema)}
 
 
-def table1_rows(cfg: Mapping) -> dict[str, list[str]]:
-    """Table 1's methods per task (``table1.methods``: one list for every task, or a mapping
-    ``{task: [methods]}``), for the tasks of ``table1.tasks``; a method appears in a task only
-    where it runs that task (``methods.<m>.tasks``)."""
-    t = cfg["table1"]
-    rows = t["methods"]
-    out = {}
-    for task in t["tasks"]:
-        names = rows.get(task, []) if isinstance(rows, Mapping) else rows
-        out[task] = [m for m in names if task in cfg["methods"].get(m, {}).get("tasks", ())]
-    return out
-
-
-def table1_methods(cfg: Mapping) -> list[str]:
-    """Every method Table 1 names, in row order: the tasks' lists merged so that each keeps its
-    own order (a method new to a later list goes right before the next method of that list
-    already placed: denoise [input, nafnet, ugpnet] + sr [input, rrdbnet, glean, ugpnet] give
-    input, nafnet, rrdbnet, glean, ugpnet)."""
-    rows = cfg["table1"]["methods"]
-    if not isinstance(rows, Mapping):
-        return list(dict.fromkeys(rows))
-    order: list[str] = []
-    tasks = [t for t in cfg["table1"]["tasks"] if t in rows] + [t for t in rows
-                                                                if t not in cfg["table1"]["tasks"]]
-    for task in tasks:
-        names = list(dict.fromkeys(rows[task]))
-        for i, m in enumerate(names):
-            if m in order:
-                continue
-            after = [n for n in names[i + 1:] if n in order]
-            order.insert(order.index(after[0]) if after else len(order), m)
-    return order
-
-
 def validate(cfg: Mapping, source: str | Sources = "params.yaml") -> None:
     """Check ``cfg`` against the schema, each method entry against its kind's schema, and that
     Table 1 names defined methods. Each error line names the key path and its source."""
@@ -360,6 +326,8 @@ def validate(cfg: Mapping, source: str | Sources = "params.yaml") -> None:
         for name, entry in cfg["methods"].items():
             lines += _schema_errors(kind_schema(get_kind(entry["kind"])), entry,
                                     ("methods", name), sources)
+        from .plan import table1_methods
+
         for name in table1_methods(cfg):
             if name not in cfg["methods"]:
                 lines.append(f"  - table1.methods: '{name}' is not defined under methods "

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from .checkpoints import verify_sha256
-from .config import table1_methods, table1_rows
 from .errors import CheckpointError, ConfigError, DataError
 from .io import sha256_file
 from .methods import (Data, MethodModel, Previous, Prior, StageContext, UserFile, check_task,
@@ -53,6 +52,39 @@ TASKS = ("denoise", "deblur", "sr")
 
 def _fmt(template: str, cfg: Mapping) -> str:
     return template.format(profile=cfg["profile"], experiment=cfg.get("experiment", "default"))
+
+
+def table1_rows(cfg: Mapping) -> dict[str, list[str]]:
+    """Table 1's methods per task (``table1.methods``: one list for every task, or a mapping
+    ``{task: [methods]}``), for the tasks of ``table1.tasks``; a method appears in a task only
+    where it runs that task (``methods.<m>.tasks``)."""
+    t = cfg["table1"]
+    rows = t["methods"]
+    out = {}
+    for task in t["tasks"]:
+        names = rows.get(task, []) if isinstance(rows, Mapping) else rows
+        out[task] = [m for m in names if task in cfg["methods"].get(m, {}).get("tasks", ())]
+    return out
+
+
+def table1_methods(cfg: Mapping) -> list[str]:
+    """Every method Table 1 names, in row order: the tasks' lists merged so that each keeps its
+    own order (a method new to a later list goes right before the next method of that list
+    already placed: denoise [a, b, e] + sr [a, c, d, e] give a, b, c, d, e)."""
+    rows = cfg["table1"]["methods"]
+    if not isinstance(rows, Mapping):
+        return list(dict.fromkeys(rows))
+    order: list[str] = []
+    tasks = [t for t in cfg["table1"]["tasks"] if t in rows] + [t for t in rows
+                                                                if t not in cfg["table1"]["tasks"]]
+    for task in tasks:
+        names = list(dict.fromkeys(rows[task]))
+        for i, m in enumerate(names):
+            if m in order:
+                continue
+            after = [n for n in names[i + 1:] if n in order]
+            order.insert(order.index(after[0]) if after else len(order), m)
+    return order
 
 
 @dataclass
