@@ -285,9 +285,14 @@ def test_a_checkpoint_restored_as_another_task_is_refused(data, tmp_path, capsys
     assert not (tmp_path / "o" / "manifest.json").exists()
 
 
-def test_no_prior_at_paper_scale_is_refused_before_anything_runs(tmp_path, capsys):
+def test_no_prior_at_paper_scale_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
     from ugpnet.cli import main
 
+    # torchvision's VGG19 in the torch hub folder (ESRGAN's perceptual term), so that the prior
+    # is what this configuration lacks (each missing file is refused: tests/test_baseline_*.py)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth").write_bytes(b"stand-in")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cfg = load_config(profile="paper")
     # (GFP-GAN's stylegan2_cm1 or UGPNet's stylegan2, whichever the plan meets first)
     with pytest.raises(ConfigError, match=r"priors\.stylegan2(_cm1)?\.checkpoint is null.*total_iters is 0"):
