@@ -13,6 +13,11 @@ Stages and what they read (the official recipe is params.yaml's default, with so
 - ``fusion`` (data, restoration, synthesis): exports the whole UGPNet; official: best val PSNR.
 
 Outputs: ``x_hat`` (the result), ``x_reg`` and ``x_syn``.
+
+Ablations (method-level keys, :data:`ugpnet.models.options.ABLATIONS`, docs/ABLATIONS.md): each is
+in the identity of exactly the stages that build what it changes (left out at its official value):
+``restoration_head`` every stage (every stage builds R), ``map2style`` synthesis and fusion,
+``fusion_input`` fusion.
 """
 from __future__ import annotations
 
@@ -24,7 +29,9 @@ import torch
 from ..checkpoints import load_state_dict_strict, read_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..models.build import (backbone_name, build_discriminator, build_restoration,
-                            build_synthesis, build_ugpnet, prior_architecture, restoration_skip)
+                            build_synthesis, build_ugpnet, check_restoration_head, fusion_input,
+                            map2style_design, prior_architecture, restoration_head,
+                            restoration_skip)
 from ..training.augment import CycleAugment
 from ..training.prior import load_prior
 from .common import (bench_precision, data_options, final_weights, loaders, new_run,
@@ -91,12 +98,21 @@ class UGPNetKind(MethodKind):
         # every stage builds R (x_reg's skip included), not only the one that trains it (last:
         # the restoration stage's slice keeps the order it had, which Snakemake's params compare)
         out["restoration_skip"] = restoration_skip(m, task)
+        # ablations, appended (the plan leaves each out at its official value: existing slices
+        # and identities are unchanged), each in the stages that build what it changes
+        out["restoration_head"] = restoration_head(m)
+        if stage != "restoration":
+            out["map2style"] = map2style_design(m)
+        if stage == "fusion":
+            out["fusion_input"] = fusion_input(m)
         return out
 
     def check_stage(self, cfg, method, task, stage, inputs):
+        m = cfg["methods"][method]
+        if _backbone_kind(m, task) == "residual":  # every stage builds R
+            check_restoration_head(m, method, task)
         if stage != "restoration":
             return
-        m = cfg["methods"][method]
         skip = restoration_skip(m, task)
         if skip != "none" and _backbone_kind(m, task) == "direct":
             raise ConfigError(
@@ -139,12 +155,15 @@ class UGPNetKind(MethodKind):
         train_loader, val_loader = loaders(ctx, train, self.input_mode(m, task))
         options = {"backbone": bname, "backbone_kwargs": cfg["backbones"][bname][task],
                    "restoration_skip": restoration_skip(m, task), "stage_options": st,
-                   "inputs": {k: str(v) for k, v in ctx.inputs.items()}, **data_options(ctx)}
+                   "inputs": {k: str(v) for k, v in ctx.inputs.items()}, **data_options(ctx),
+                   "restoration_head": restoration_head(m)}
         if name != "restoration":
             options["prior_name"] = m.get("prior", "stylegan2")
             options["prior_architecture"] = prior_architecture(cfg, options["prior_name"])
+            options["map2style"] = map2style_design(m)
         if name == "fusion":
             options["fusion"] = m["fusion"]
+            options["fusion_input"] = fusion_input(m)
         restoration = build_restoration(cfg, ctx.method, task)
         common = dict(train=train, train_loader=train_loader, val_loader=val_loader,
                       device=ctx.device, progress=ctx.progress)
@@ -161,7 +180,7 @@ class UGPNetKind(MethodKind):
         _load(restoration, ctx.input("restoration"), "restoration")
         if name == "synthesis":
             sg = options["prior_architecture"]
-            synthesis = build_synthesis(sg, m.get("randomize_noise", False))
+            synthesis = build_synthesis(sg, m.get("randomize_noise", False), options["map2style"])
             D = build_discriminator(sg)
             prior, prior_d = ctx.input("prior"), ctx.optional_input("prior_d")
             options["prior"] = {"g": str(prior), "d": str(prior_d or prior),

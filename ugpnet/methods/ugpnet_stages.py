@@ -83,7 +83,7 @@ class FusionStage(SupervisedStage):
             x_reg, f_reg = self.ugpnet.restoration(batch["lq"])
             x_syn, f_syn = self.ugpnet.synthesis(x_reg)
         with self.autocast():
-            x_hat = self.ugpnet.fusion(f_syn, f_reg, x_reg).float()
+            x_hat = self.ugpnet.fusion(f_syn=f_syn, f_reg=f_reg, x_reg=x_reg, x_syn=x_syn).float()
             loss, parts = self.loss_fn(x_hat, batch["gt"], contextual=x_syn.float())
         return self.optimise(loss, parts)
 

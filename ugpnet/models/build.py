@@ -41,12 +41,15 @@ def build_discriminator(sg: Mapping):
                          channel_max=sg.get("channel_max", 512))
 
 
-def build_synthesis(sg: Mapping, randomize_noise: bool = False):
+def build_synthesis(sg: Mapping, randomize_noise: bool = False, map2style: str = "shared"):
+    """E and G of prior architecture ``sg``; ``map2style``: ``shared`` (UGPNet) | ``per_latent``
+    (an ablation, :func:`map2style_design`)."""
     from .synthesis.synthesis import build_synthesis_module
 
     return build_synthesis_module(**generator_kwargs(sg),
                                   encoder_channel_max=sg.get("encoder_channel_max"),
-                                  noise="random" if randomize_noise else "const")
+                                  noise="random" if randomize_noise else "const",
+                                  map2style=map2style)
 
 
 def backbone_name(mcfg: Mapping, task: str) -> str:
@@ -84,14 +87,48 @@ def restoration_skip(mcfg: Mapping, task: str) -> str:
     return skip
 
 
+# the ablations of a methods.<m> entry (ugpnet.models.options.ABLATIONS): key -> official value
+def restoration_head(mcfg: Mapping) -> str:
+    """``methods.<m>.restoration_head``: ``se_mg`` (official) | ``none`` (Table 3 (a))."""
+    return mcfg.get("restoration_head", "se_mg")
+
+
+def fusion_input(mcfg: Mapping) -> str:
+    """``methods.<m>.fusion_input``: ``features`` (official, Eq. 1) | ``images`` (Table 3 (b))."""
+    return mcfg.get("fusion_input", "features")
+
+
+def map2style_design(mcfg: Mapping) -> str:
+    """``methods.<m>.map2style``: ``shared`` (UGPNet) | ``per_latent`` (pSp)."""
+    return mcfg.get("map2style", "shared")
+
+
+def check_restoration_head(mcfg: Mapping, method: str, task: str) -> None:
+    """A head without R_mg takes no restoration skip: ConfigError naming both keys."""
+    from .restoration import RESTORATION_HEADS
+
+    head, skip = restoration_head(mcfg), restoration_skip(mcfg, task)
+    cls = RESTORATION_HEADS.get(head)
+    if skip not in cls.skips:
+        raise ConfigError(
+            f"methods.{method}.restoration_head is '{head}' but methods.{method}."
+            f"restoration_skip for task '{task}' is '{skip}': that head accepts restoration_skip "
+            f"{' | '.join(cls.skips)} (without R_mg, x_reg already is the backbone's output); "
+            f"set restoration_skip.{task}: none or restoration_head: se_mg")
+
+
 def build_restoration(cfg: Mapping, method: str, task: str):
     from .restoration import RestorationModule
 
     m = cfg["methods"][method]
     name = backbone_name(m, task)
     skip = restoration_skip(m, task)
+    head = restoration_head(m)
+    backbone = build_backbone(cfg, name, task)
+    if getattr(backbone, "kind", None) == "residual":
+        check_restoration_head(m, method, task)
     try:
-        return RestorationModule(build_backbone(cfg, name, task), skip=skip)
+        return RestorationModule(backbone, skip=skip, head=head)
     except ValueError as e:
         if skip == "none":
             raise
@@ -101,7 +138,7 @@ def build_restoration(cfg: Mapping, method: str, task: str):
 
 def build_ugpnet(cfg: Mapping, method: str, task: str):
     """UGPNet for (method, task) with fresh weights (load checkpoints afterwards)."""
-    from .fusion import FusionModule
+    from .fusion import build_fusion
     from .ugpnet import UGPNet
 
     m = cfg["methods"][method]
@@ -111,8 +148,8 @@ def build_ugpnet(cfg: Mapping, method: str, task: str):
         raise ConfigError(f"priors.{name}.size ({sg['size']}) must equal data.resolution "
                           f"({cfg['data']['resolution']}): G renders the restored image's size")
     restoration = build_restoration(cfg, method, task)
-    synthesis = build_synthesis(sg, m.get("randomize_noise", False))
-    fusion = FusionModule(syn_channels=synthesis.generator.feature_channels,
+    synthesis = build_synthesis(sg, m.get("randomize_noise", False), map2style_design(m))
+    fusion = build_fusion(fusion_input(m), syn_channels=synthesis.generator.feature_channels,
                           reg_channels=restoration.feature_channels,
                           channels=restoration.feature_channels,
                           num_blocks=m["fusion"]["num_blocks"],

@@ -19,6 +19,16 @@ input (``"input"``) or the backbone's own output image (``"backbone"``). The mod
 ``base`` exactly instead of at a random image: at small scale the official R_se/R_mg, trained from
 scratch, stay under the blurred input for longer than an offline run can afford (params.yaml's
 smoke profile). Same parameters and key names; ``f_reg`` unchanged. Direct backbones take no skip.
+
+``head`` (an ablation, registered by name in :data:`RESTORATION_HEADS`; ``"se_mg"`` is the paper's
+module above): how a residual backbone's ``(image, feature)`` become ``(x_reg, f_reg)``.
+``"none"`` is the paper's Table 3 (a) "without R_se and R_mg": ``x_reg`` is the backbone's own
+output image and ``f_reg`` its last feature (``feature_channels = backbone.feature_channels``), with
+no structure-encoder or merging-net parameters; it takes no ``skip`` (x_reg already is the
+backbone's output). Direct backbones have no head: every head name means the pass-through.
+A head is a small stateless strategy: :meth:`RestorationHead.attach` adds its modules to the
+RestorationModule (so their keys stay ``structure_encoder.*``/``merging_net.*``, as the official
+layout maps them) and :meth:`RestorationHead.forward` computes ``(x_reg, f_reg)``.
 """
 from __future__ import annotations
 
@@ -27,10 +37,13 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..registry import Registry
 from .blocks import ConvBlock, ToImage, init_official
 
 MERGE_CHANNELS = 64
 SKIPS = ("none", "input", "backbone")
+OFFICIAL_HEAD = "se_mg"
+RESTORATION_HEADS = Registry("restoration head")
 
 
 def backbone_label(backbone: nn.Module) -> str:
@@ -62,13 +75,73 @@ class MergingNet(nn.Module):
         return self.to_image(f), f
 
 
+class RestorationHead:
+    """How R turns a residual backbone's ``(image [N,3,H,W], feature [N,C,H,W])`` and the input
+    ``x`` into ``(x_reg [N,3,H,W], f_reg [N,feature_channels,H,W])``. Stateless: its modules live
+    on the RestorationModule (``attach``), so their state-dict keys do not depend on the head."""
+
+    #: the ``skip`` values (module doc) this head accepts
+    skips: tuple = SKIPS
+
+    def attach(self, r: "RestorationModule", channels: int) -> int:
+        """Add this head's modules to ``r`` (``channels``: the backbone's feature width); return
+        f_reg's channels."""
+        raise NotImplementedError
+
+    def forward(self, r: "RestorationModule", x: torch.Tensor, image: torch.Tensor,
+                feat: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+@RESTORATION_HEADS.register("se_mg")
+class StructureMergeHead(RestorationHead):
+    """The paper's head: ``x_reg = R_mg(R'(x) + R_se(x))``, ``f_reg`` = R_mg's last feature."""
+
+    def attach(self, r, channels):
+        r.structure_encoder = ConvBlock(3, channels)
+        r.merging_net = MergingNet(channels)
+        init_official(r.structure_encoder)
+        init_official(r.merging_net)
+        if r.skip != "none":  # start at the base image: the correction is zero
+            nn.init.zeros_(r.merging_net.to_image.conv.weight)
+            nn.init.zeros_(r.merging_net.to_image.conv.bias)
+        return r.merging_net.out_channels
+
+    def forward(self, r, x, image, feat):
+        se = r.structure_encoder(x)
+        if feat.shape != se.shape:
+            raise ValueError(
+                f"backbone '{backbone_label(r.backbone)}' returns features of shape "
+                f"{tuple(feat.shape)} but structure_encoder gives {tuple(se.shape)}; set "
+                f"feature_channels correctly (R'(x) + R_se(x) needs identical shapes)")
+        if r.skip == "none":
+            return r.merging_net(feat + se)
+        f_reg = r.merging_net.features(feat + se)
+        base = x if r.skip == "input" else image
+        return r.merging_net.to_image.conv(f_reg) + base, f_reg
+
+
+@RESTORATION_HEADS.register("none")
+class BackboneHead(RestorationHead):
+    """Table 3 (a), without R_se and R_mg: the backbone's own image and last feature."""
+
+    skips = ("none",)
+
+    def attach(self, r, channels):
+        return channels
+
+    def forward(self, r, x, image, feat):
+        return image, feat
+
+
 class RestorationModule(nn.Module):
     def __init__(self, backbone: nn.Module, se_channels: Optional[int] = None,
-                 check: bool = True, skip: str = "none"):
+                 check: bool = True, skip: str = "none", head: str = OFFICIAL_HEAD):
         """``se_channels``: R_se output channels; default ``backbone.feature_channels`` (must
         equal it, since R'(x) + R_se(x) is a sum; kept as an argument to test the shape check).
         ``check``: run :func:`check_shapes` (a tiny dry forward) so that mismatched shapes fail
-        at build time. ``skip``: ``none`` (official) | ``input`` | ``backbone`` (module doc)."""
+        at build time. ``skip``: ``none`` (official) | ``input`` | ``backbone`` (module doc).
+        ``head``: a :data:`RESTORATION_HEADS` name, ``se_mg`` (official) | ``none`` (module doc)."""
         super().__init__()
         self.backbone = backbone
         self.kind = getattr(backbone, "kind", None)
@@ -81,20 +154,21 @@ class RestorationModule(nn.Module):
             raise ValueError(f"restoration skip '{skip}' needs a residual backbone; "
                              f"'{backbone_label(backbone)}' is direct (its output is x_reg): "
                              f"use skip 'none'")
+        head_cls = RESTORATION_HEADS.get(head)  # unknown names fail for every backbone kind
         self.skip = skip
+        self.head = head
+        # every head's modules are attributes here (None when absent), so consumers can ask
+        self.structure_encoder = None
+        self.merging_net = None
         if self.kind == "residual":
+            self._head = head_cls()
+            if skip not in self._head.skips:
+                raise ValueError(f"restoration head '{head}' takes no skip (it accepts "
+                                 f"{list(self._head.skips)}), got skip '{skip}'")
             c = int(se_channels if se_channels is not None else backbone.feature_channels)
-            self.structure_encoder = ConvBlock(3, c)
-            self.merging_net = MergingNet(c)
-            init_official(self.structure_encoder)
-            init_official(self.merging_net)
-            if skip != "none":  # start at the base image: the correction is zero
-                nn.init.zeros_(self.merging_net.to_image.conv.weight)
-                nn.init.zeros_(self.merging_net.to_image.conv.bias)
-            self.feature_channels = self.merging_net.out_channels
+            self.feature_channels = int(self._head.attach(self, c))
         else:
-            self.structure_encoder = None
-            self.merging_net = None
+            self._head = None
             self.feature_channels = int(backbone.feature_channels)
         if check:
             check_shapes(self)
@@ -111,18 +185,7 @@ class RestorationModule(nn.Module):
         if self.kind == "direct":
             return self.backbone(x, return_feature=True)
         image, feat = self.backbone(x, return_feature=True)
-        se = self.structure_encoder(x)
-        if feat.shape != se.shape:
-            raise ValueError(
-                f"backbone '{backbone_label(self.backbone)}' returns features of shape "
-                f"{tuple(feat.shape)} but structure_encoder gives {tuple(se.shape)}; set "
-                f"feature_channels correctly (R'(x) + R_se(x) needs identical shapes)")
-        if self.skip == "none":
-            x_reg, f_reg = self.merging_net(feat + se)
-        else:
-            f_reg = self.merging_net.features(feat + se)
-            base = x if self.skip == "input" else image
-            x_reg = self.merging_net.to_image.conv(f_reg) + base
+        x_reg, f_reg = self._head.forward(self, x, image, feat)
         # the 3-channel image in the default layout for every consumer (losses, augmentation);
         # f_reg keeps the input's memory format (channels-last inside UGPNet)
         return x_reg.contiguous(), f_reg

@@ -4,6 +4,10 @@
 - synthesis:   ``x_syn, f_syn = G(E(x_reg))`` in BDInvert's F/W+ space
 - fusion:      ``x_hat = Conv(R_fusion(Conv(f_syn) + f_reg))`` (Eq. 1; ``+ x_reg`` with the
   ``xreg_skip`` option, see :mod:`.fusion`)
+
+Ablations (:mod:`.options`) are sibling modules with the same interfaces: R without R_se/R_mg
+(``restoration_head: none``), the fusion of images (``fusion_input: images``, called with the same
+keywords ``f_syn, f_reg, x_reg, x_syn`` as every fusion), one map2style per latent.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ class UGPNet(nn.Module):
         assert f_syn.shape[-2:] == f_reg.shape[-2:], (
             f"f_syn {tuple(f_syn.shape)} and f_reg {tuple(f_reg.shape)} must share their spatial "
             f"size: the restoration output resolution must equal the StyleGAN2 size")
-        x_hat = self.fusion(f_syn, f_reg, x_reg)
+        x_hat = self.fusion(f_syn=f_syn, f_reg=f_reg, x_reg=x_reg, x_syn=x_syn)
         return {"x_hat": x_hat.contiguous(), "x_reg": x_reg.contiguous(), "x_syn": x_syn}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,11 @@ Follows the official UGPNet code (``models/synmodule.py``: ``Fencoder``, ``Wmodu
 
 The encoder takes images in [0, 1] (the official SynModule feeds the regression output
 unchanged; only the generator output is mapped from [-1, 1] to [0, 1]).
+
+map2style designs are registered by name in :data:`MAP2STYLES` (``methods.<ugpnet>.map2style``):
+``shared`` (UGPNet, :class:`Map2Style` above) and ``per_latent`` (pSp's design, an ablation beyond
+the paper: :class:`PerLatentMap2Style`, one Map2Style with a single head per W+ entry the
+generator reads). Both take the same constructor arguments and give the same W+ layout.
 """
 
 from __future__ import annotations
@@ -31,9 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...registry import Registry
 from ..blocks import init_official
 
-__all__ = ["ConvBlock", "FEncoder", "Map2Style", "SynthesisEncoder", "default_encoder_channels"]
+__all__ = ["ConvBlock", "FEncoder", "Map2Style", "PerLatentMap2Style", "SynthesisEncoder",
+           "default_encoder_channels", "MAP2STYLES", "OFFICIAL_MAP2STYLE"]
+
+OFFICIAL_MAP2STYLE = "shared"
+MAP2STYLES = Registry("map2style")
 
 
 def default_encoder_channels(res: int) -> int:
@@ -161,6 +171,7 @@ class FEncoder(nn.Module):
         return self.out_conv(x), feat
 
 
+@MAP2STYLES.register("shared")
 class Map2Style(nn.Module):
     """ONE shared CNN (stride-2 convs to 1x1) + per-latent linear heads -> W+ [N, num_latents, S].
 
@@ -217,6 +228,50 @@ class Map2Style(nn.Module):
         return torch.stack(latents, dim=1)
 
 
+@MAP2STYLES.register("per_latent")
+class PerLatentMap2Style(nn.Module):
+    """pSp's design: one :class:`Map2Style` (its own CNN and ONE linear head) per W+ entry the
+    generator reads -> W+ [N, num_latents, S] in the layout of the shared :class:`Map2Style`.
+
+    ``num_latents - first_used_latent`` blocks (12 at 512 px, basecode 16); block 0 fills entries
+    0..first_used_latent (the generator ignores the first ``first_used_latent``), block i the
+    entry ``first_used_latent + i``. Same arguments as :class:`Map2Style`. Its parameters are
+    ``num_heads x`` those of one CNN and one head: ``(num_heads - 1) x`` the CNN more than the
+    shared design. Keys ``blocks.{i}.convs.{c}.*``, ``blocks.{i}.heads.0.*`` (no official layout).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 128,
+        style_dim: int = 512,
+        num_latents: int = 16,
+        spatial_size: int = 32,
+        first_used_latent: int = 4,
+        conv_channels: int | None = None,
+        channels_last: bool = True,
+    ):
+        super().__init__()
+        if not 0 <= first_used_latent < num_latents:
+            raise ValueError(f"first_used_latent must be in [0, {num_latents}), got {first_used_latent}")
+        self.in_channels, self.style_dim, self.num_latents = in_channels, style_dim, num_latents
+        self.spatial_size, self.first_used_latent = spatial_size, first_used_latent
+        self.conv_channels = conv_channels or style_dim
+        self.num_heads = num_latents - first_used_latent
+        self.blocks = nn.ModuleList(
+            Map2Style(in_channels, style_dim, num_latents=1, spatial_size=spatial_size,
+                      first_used_latent=0, conv_channels=conv_channels, channels_last=channels_last)
+            for _ in range(self.num_heads)
+        )
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        s = self.spatial_size
+        if feat.ndim != 4 or feat.shape[1:] != (self.in_channels, s, s):
+            raise ValueError(f"map2style expects [N, {self.in_channels}, {s}, {s}], got {tuple(feat.shape)}")
+        styles = [block(feat)[:, 0] for block in self.blocks]  # each [N, S]
+        latents = [styles[0]] * (self.first_used_latent + 1) + styles[1:]
+        return torch.stack(latents, dim=1)
+
+
 class SynthesisEncoder(nn.Module):
     """E: image in [0, 1] -> (basecode F [N, C_b, b, b], W+ [N, num_latents, style_dim])."""
 
@@ -244,12 +299,15 @@ class SynthesisEncoder(nn.Module):
         channels: dict[int, int] | None = None,
         channel_max: int | None = None,
         style_feature_size: int | None = None,
+        map2style: str = OFFICIAL_MAP2STYLE,
     ) -> "SynthesisEncoder":
         """Build E consistent with ``generator`` (basecode size/width, W+ length, style dim).
 
         Defaults reproduce UGPNet at 512 px. ``channel_max`` caps the default encoder widths
         (small profiles); the last block always gets the generator's basecode width.
+        ``map2style``: a :data:`MAP2STYLES` name, ``shared`` (UGPNet) or ``per_latent`` (pSp).
         """
+        m2s_cls = MAP2STYLES.get(map2style)
         input_size = input_size or generator.size
         b = generator.basecode_size
         if style_feature_size is None:
@@ -262,7 +320,7 @@ class SynthesisEncoder(nn.Module):
                 channels = {r: min(c, channel_max) for r, c in channels.items()}
             channels[b] = generator.basecode_channels
         f_enc = FEncoder(input_size, b, channels, style_feature_size)
-        m2s = Map2Style(
+        m2s = m2s_cls(
             in_channels=f_enc.style_feature_channels,
             style_dim=generator.style_dim,
             num_latents=generator.num_latents,

@@ -1,5 +1,8 @@
 """UGPNet synthesis module: E (F-encoder + ONE shared map2style) followed by StyleGAN2 G.
 
+``map2style="per_latent"`` (an ablation beyond the paper, :mod:`.encoder`) gives E pSp's one
+map2style per W+ latent instead.
+
 Protocol (official ``SynModule.forward``): the regression output x_reg in [0, 1] goes into E
 unchanged; G's output in [-1, 1] is mapped to [0, 1] by (img + 1) / 2 (no clamping, the losses
 in the official training see the unclamped image). The generator uses the stored noise
@@ -72,8 +75,10 @@ def build_synthesis_module(
     encoder_channel_max: int | None = None,
     style_feature_size: int | None = None,
     noise: str = "const",
+    map2style: str = "shared",
 ) -> SynthesisModule:
-    """Generator + matching encoder. Defaults are UGPNet's 512-px configuration (51.59 M params)."""
+    """Generator + matching encoder. Defaults are UGPNet's 512-px configuration (51.59 M params).
+    ``map2style``: ``shared`` (UGPNet) | ``per_latent`` (:data:`.encoder.MAP2STYLES`)."""
     g = Generator(
         size=size,
         style_dim=style_dim,
@@ -83,6 +88,10 @@ def build_synthesis_module(
         basecode_size=basecode_size,
     )
     e = SynthesisEncoder.for_generator(
-        g, input_size=encoder_input_size, channel_max=encoder_channel_max, style_feature_size=style_feature_size
+        g,
+        input_size=encoder_input_size,
+        channel_max=encoder_channel_max,
+        style_feature_size=style_feature_size,
+        map2style=map2style,
     )
     return SynthesisModule(g, e, noise=noise)
