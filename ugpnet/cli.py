@@ -24,6 +24,7 @@ COMMANDS = {
     "restore": "restore",
     "evaluate": "evaluate",
     "table": "table",
+    "plots": "plots",
     "params": "params",
     "check": "check",
     "bench": "bench",
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 WRITE_ELSEWHERE = {"prepare": "--out DIR, or paths.data", "kernels": "--out FILE",
                    "degrade": "--out DIR", "train": "--runs DIR, or paths.runs",
                    "pretrain-prior": "--out DIR, or paths.runs", "restore": "--out DIR",
-                   "evaluate": "--out FILE", "table": "--out FILE", "bench": "--out FILE"}
+                   "evaluate": "--out FILE", "table": "--out FILE", "bench": "--out FILE",
+                   "plots": "--out DIR"}
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
 

@@ -307,12 +307,21 @@ def _schema_errors(schema: Mapping, instance, prefix: tuple = (),
     return lines
 
 
+# keys of a methods.<m> entry that the host reads, whatever the kind (besides kind and tasks):
+# variant_of: the method is a variant of another (an ablation); its stages whose identity equals
+# that method's are that method's (ugpnet.plan: Plan.stage_owner), never trained twice
+HOST_KEYS = {"variant_of": {"type": "string"}}
+
+
 def kind_schema(kind) -> dict:
     """A method kind's schema (a dict, or a YAML file path), able to use the main ``$defs``."""
     schema = kind.schema
     if isinstance(schema, (str, os.PathLike)):
         schema = _schema_file(schema)
-    return {"$defs": _schema()["$defs"], **dict(schema)}
+    schema = {"$defs": _schema()["$defs"], **dict(schema)}
+    if isinstance(schema.get("properties"), Mapping):  # host keys every kind's entry may carry
+        schema["properties"] = {**schema["properties"], **HOST_KEYS}
+    return schema
 
 
 def validate(cfg: Mapping, source: str | Sources = "params.yaml") -> None:
@@ -333,6 +342,22 @@ def validate(cfg: Mapping, source: str | Sources = "params.yaml") -> None:
                 lines.append(f"  - table1.methods: '{name}' is not defined under methods "
                              f"(defined: {', '.join(sorted(cfg['methods']))}) "
                              f"[in {sources.of(('table1', 'methods'))}]")
+        for name, entry in cfg["methods"].items():
+            parent = entry.get("variant_of")
+            if parent in cfg["methods"] and cfg["methods"][parent]["kind"] != entry["kind"]:
+                lines.append(f"  - methods.{name}.variant_of: '{parent}' is of kind "
+                             f"'{cfg['methods'][parent]['kind']}', not '{entry['kind']}': a "
+                             f"variant shares stages only with a method of its own kind "
+                             f"[in {sources.of(('methods', name, 'variant_of'))}]")
+        t3 = cfg.get("table3") or {}
+        for name in t3.get("rows", {}):
+            if name not in cfg["methods"]:
+                lines.append(f"  - table3.rows: '{name}' is not defined under methods "
+                             f"[in {sources.of(('table3', 'rows'))}]")
+            elif t3["task"] not in cfg["methods"][name]["tasks"]:
+                lines.append(f"  - table3.rows: '{name}' does not run table3.task "
+                             f"'{t3['task']}' (its tasks: {cfg['methods'][name]['tasks']}) "
+                             f"[in {sources.of(('table3', 'rows'))}]")
         for alone, inside in (cfg.get("figure4") or {}).get("pairs", {}).items():
             for name in (alone, inside):
                 if name not in cfg["methods"]:
@@ -625,6 +650,61 @@ def expand_rule(layer: Layer, reached: list[tuple], section_rest: Any) -> Layer:
 ALLOWED_TOP = frozenset({"profile", "experiment", "plugins", "defaults", "profiles", "overrides"})
 
 
+def _variant_order(methods: Any) -> list[tuple[str, str]]:
+    """(variant, parent) of every method entry with ``variant_of``, each parent before its
+    variants; entries whose chain is broken (unknown parent, cycle) are left out (the
+    resolved configuration's check reports them)."""
+    methods = methods if isinstance(methods, Mapping) else {}
+    order: list[tuple[str, str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, seen: tuple) -> bool:
+        entry = methods.get(name)
+        parent = entry.get("variant_of") if isinstance(entry, Mapping) else None
+        if parent is None or name in done:
+            return True
+        if parent in seen or parent not in methods or not visit(parent, seen + (name,)):
+            return False
+        order.append((name, parent))
+        done.add(name)
+        return True
+
+    for name in methods:
+        visit(name, ())
+    return order
+
+
+def _broken_variants(methods: Mapping) -> list[tuple[str, str]]:
+    """(method, why) of every ``variant_of`` chain that names an unknown method or loops."""
+    out = []
+    for name, entry in methods.items():
+        seen = [name]
+        parent = entry.get("variant_of") if isinstance(entry, Mapping) else None
+        while parent is not None:
+            if parent not in methods:
+                out.append((seen[-1], f"'{parent}' is not defined under methods (defined: "
+                                      f"{', '.join(sorted(methods))})"))
+                break
+            if parent in seen:
+                out.append((name, f"a cycle ({' -> '.join(seen + [parent])})"))
+                break
+            seen.append(parent)
+            entry = methods[parent]
+            parent = entry.get("variant_of") if isinstance(entry, Mapping) else None
+    return sorted(set(out))
+
+
+def inherit_variants(methods: Mapping) -> dict:
+    """Each method entry with ``variant_of: <parent>`` (an ablation) becomes the parent's
+    resolved entry with the variant's own keys deep-merged over it: a variant holds only what it
+    changes, in every layer (defaults, profile, overrides, --set), and follows every change of
+    its parent. Parents first, so a variant of a variant sees its parent's inheritance."""
+    out = dict(methods)
+    for name, parent in _variant_order(methods):
+        out[name] = deep_merge(out[parent], out[name])
+    return out
+
+
 def resolve(raw: Mapping, profile: str | None = None, sets: Iterable[str] = (),
             source: str = "params.yaml", experiment: str | None = None,
             layers: Iterable[tuple[str, Mapping]] | None = None,
@@ -664,7 +744,13 @@ def resolve(raw: Mapping, profile: str | None = None, sets: Iterable[str] = (),
     import_plugins(plugins, Sources(names, applied + top))
     kinds = {name: entry.get("kind") for name, entry in (plain.get("methods") or {}).items()
              if isinstance(entry, Mapping)}
+    kinds.update({name: kinds.get(parent) for name, parent in _variant_order(plain.get("methods"))
+                  if not kinds.get(name)})
     cfg, reached = merge_sections(sections, kinds)
+    broken = _broken_variants(cfg.get("methods") or {})
+    if broken:
+        _raise_invalid([f"  - methods.{name}.variant_of: {why}" for name, why in broken], files)
+    cfg["methods"] = inherit_variants(cfg.get("methods") or {})
     index = {("defaults",): 0, ("profiles", profile): 1, ("overrides",): 2, (): 3}
     applied = [expand_rule(layer, reached[index[layer.section]],
                            _split_rule(sections[index[layer.section]])[1]) for layer in applied]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -94,6 +94,7 @@ class Plan:
     runs: str
     results: str
     logs: str
+    _owners: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, cfg: Mapping, data: str | None = None, runs: str | None = None,
@@ -184,6 +185,17 @@ class Plan:
         return [label if len(ts) == len(tasks) else f"{label} ({', '.join(ts)})"
                 for label, ts in per_label.items()]
 
+    def options_beyond_paper_of(self, method: str, task: str) -> list[str]:
+        """The labels of :meth:`options_beyond_paper` for one (method, task), Table 1's or not
+        (e.g. a Table 3 row)."""
+        out: list[str] = []
+        for st in self.stages(method, task):
+            raw, _ = self.stage_slice(method, task, st.name)
+            out += [label for label in beyond_paper(raw) if label not in out]
+        out += [label for label in self.kind(method).deviations(self.cfg, method, task)
+                if label not in out]
+        return out
+
     def outputs(self, method: str) -> tuple[str, ...]:
         return tuple(self.kind(method).outputs)
 
@@ -217,6 +229,22 @@ class Plan:
         """What the figure4 target needs: every cell's test outputs and metrics."""
         return [f for m, t in self.figure4_cells()
                 for f in (self.restored_manifest(m, t, "test"), self.metrics_file(m, t))]
+
+    def table3_cells(self) -> list[tuple[str, str]]:
+        """(method, task) of Table 3 (``table3:``): every row's method on the table's task."""
+        t3 = self.cfg.get("table3")
+        if not t3:
+            raise ConfigError("this configuration has no table3 section (table3: {task: deblur, "
+                              "rows: {<method>: {group: ..., row: ...}}}), so there is no Table 3 "
+                              "to build")
+        return [(m, t3["task"]) for m in t3["rows"]]
+
+    def table3_inputs(self) -> list[str]:
+        """What the table3 target reads: every row's metric file."""
+        return [self.metrics_file(m, t) for m, t in self.table3_cells()]
+
+    def table3_csv(self) -> str:
+        return str(Path(self.results) / "table3.csv")
 
     def table1_methods(self) -> list[str]:
         """Table 1's rows in order (``table1.methods``, a list or per task)."""
@@ -290,10 +318,63 @@ class Plan:
     def lq_manifest(self, task: str, split: str) -> str:
         return str(Path(self.lq_dir(task, split)) / "manifest.json")
 
+    def data_inputs(self) -> list[str]:
+        """Every prepared file of this configuration's tables: the ground truth, the kernel
+        banks (when a table deblurs) and the degraded val/test splits of each task."""
+        tasks = list(self.cfg["table1"]["tasks"])
+        if self.cfg.get("table3") and self.cfg["table3"]["task"] not in tasks:
+            tasks.append(self.cfg["table3"]["task"])
+        files = [self.gt_manifest()]
+        if "deblur" in tasks:
+            files += [self.kernel_bank(b) for b in KERNEL_BANKS]
+        return files + [self.lq_manifest(t, s) for t in tasks for s in EVAL_SPLITS]
+
     # ------------------------------------------------------------------ runs
     def stage_dir(self, method: str, task: str, stage: str) -> str:
-        """``<runs>/<method>/<task>/<stage>``; a shared stage's task folder is ``shared``."""
-        return str(Path(self.runs) / method / self.task_folder(method, task, stage) / stage)
+        """``<runs>/<owner>/<task>/<stage>``; a shared stage's task folder is ``shared``. The
+        owner is the method itself, or for a variant's stage that equals its parent's, the
+        parent's owner (:meth:`stage_owner`)."""
+        owner = self.stage_owner(method, task, stage)
+        return str(Path(self.runs) / owner / self.task_folder(owner, task, stage) / stage)
+
+    def stage_owner(self, method: str, task: str, stage: str) -> str:
+        """The method whose run folder holds ``stage`` of ``method`` for ``task``.
+
+        A method entry with ``variant_of: <parent>`` (an ablation) trains only the stages it
+        changes: a stage whose identity (the configuration slice :meth:`stage_config` and the
+        files it reads, themselves resolved this way) equals the parent's stage for the same
+        task IS the parent's stage: same file, same job, trained once. Otherwise, and for every
+        method without ``variant_of``, the method owns it."""
+        key = (method, task, stage)
+        if key not in self._owners:
+            self._owners[key] = self._find_owner(method, task, stage)
+        return self._owners[key]
+
+    def _find_owner(self, method: str, task: str, stage: str) -> str:
+        parent = self.mcfg(method).get("variant_of")
+        if parent is None:
+            return method
+        m, p = self.mcfg(method), self.mcfg(parent)
+        kt = self._kind_task(method, task, stage)
+        if p["kind"] != m["kind"] or (kt != SHARED and kt not in p["tasks"]):
+            return method
+        try:
+            theirs = self.stage(parent, kt, stage)
+        except ConfigError:
+            return method
+        if theirs != self.stage(method, kt, stage) or \
+                self.is_shared(parent, stage) != self.is_shared(method, stage):
+            return method
+        if self.stage_config(method, kt, stage) != self.stage_config(parent, kt, stage):
+            return method
+        if self.stage_inputs(method, kt, stage) != self.stage_inputs(parent, kt, stage):
+            return method
+        return self.stage_owner(parent, kt, stage)
+
+    def owned_stages(self, method: str, task: str) -> list[str]:
+        """The stages of ``method`` for ``task`` that it trains itself (not its parent's)."""
+        return [st.name for st in self.stages(method, task)
+                if self.stage_owner(method, task, st.name) == method]
 
     def stage_model(self, method: str, task: str, stage: str) -> str:
         return str(Path(self.stage_dir(method, task, stage)) / "model.pt")
@@ -477,6 +558,10 @@ class Plan:
         some; every one must exist), its identity (configuration slice + input content digests),
         label and run folder."""
         task = self._kind_task(method, task, stage)
+        owner = self.stage_owner(method, task, stage)
+        if owner != method:  # a variant's stage that is its parent's: the parent's run
+            return self.context(owner, task, stage, device=device, progress=progress,
+                                overrides=overrides, restart=restart)
         inputs = self.stage_inputs(method, task, stage)
         unknown = sorted(set(overrides or {}) - set(inputs))
         if unknown:

@@ -9,8 +9,10 @@ HELP = ("assemble Table 1 (CSV, JSON provenance, PNG plot), the outputs tables o
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--which", default="table1", choices=["table1", "outputs", "timing"],
-                   help="table1: the paper's Table 1 (test split); outputs: every output of the "
+    p.add_argument("--which", default="table1", choices=["table1", "table3", "outputs", "timing"],
+                   help="table1: the paper's Table 1 (test split); table3: the ablations "
+                        "(table3: in params.yaml; a .md and .json beside the CSV); outputs: "
+                        "every output of the "
                         "methods that have several (e.g. intermediate images) and the degraded "
                         "input of their tasks, on --split; timing: seconds and peak memory of "
                         "every job of the workflow, per rule, from its Snakemake benchmark files")
@@ -36,6 +38,8 @@ def run(args) -> int:
         return _outputs(plan, args)
     if args.which == "timing":
         return _timing(plan, args)
+    if args.which == "table3":
+        return _table3(plan, args)
     from ..provenance import describe_code
     from ..tables import options_footnote, plot_table, table1, write_csv
 
@@ -61,11 +65,28 @@ def run(args) -> int:
     plot_table(df, Path(args.out).with_suffix(".png"),
                f"Table 1 ({cfg['profile']} profile, experiment {cfg['experiment']}: "
                f"{_note(cfg)})", footnote=options_footnote(options))
+    from ..io import atomic_write_json
+
+    # numbers only, for `dvc metrics show` (the JSON above holds the provenance)
+    atomic_write_json(Path(args.out).with_name(Path(args.out).stem + "_metrics.json"),
+                      _numeric(df))
     write_csv(df, args.out, meta, families=families, options=options)
     print(df.round(4).to_string())
     if options_footnote(options):
         print(options_footnote(options))
     return 0
+
+
+def _numeric(df) -> dict:
+    """``{task: {method: {metric: value}}}`` of Table 1 (finite numbers only)."""
+    import math
+
+    out: dict = {}
+    for method, row in df.iterrows():
+        for (task, metric), value in row.items():
+            if value == value and math.isfinite(value):
+                out.setdefault(task, {}).setdefault(method, {})[metric] = round(float(value), 6)
+    return out
 
 
 def _metrics_file(plan, args, method: str, task: str) -> str:
@@ -146,3 +167,73 @@ def _timing(plan, args) -> int:
     print(f"sum of job times: {df['seconds'].sum():.0f} s over {len(df)} jobs "
           f"(wall time is lower with --cores > 1)")
     return 0
+
+
+def _table3(plan, args) -> int:
+    """Table 3: the ablation rows (``table3:``) on their task, test split: the metrics, the
+    options each row runs with, the stages it trained itself (the others are its parent's,
+    :meth:`ugpnet.plan.Plan.stage_owner`) and the job-seconds they took (Snakemake benchmark
+    files; empty when a stage was not trained by the workflow here, e.g. pulled with DVC)."""
+    import pandas as pd
+
+    from ..io import atomic_path, atomic_write_json
+    from ..tables import METRIC_ORDER, record_mean
+
+    cfg = plan.cfg
+    t3 = cfg["table3"]
+    metrics = [m for m in METRIC_ORDER if m in cfg["metrics"]["names"]]
+    bench = Path(plan.logs) / "benchmarks"
+    rows, sources = [], {}
+    for method, task in plan.table3_cells():
+        path = _metrics_file(plan, args, method, task)
+        mean = record_mean(path, "test", plan.outputs(method)[0])
+        owned = plan.owned_stages(method, task)
+        seconds = [_bench_seconds(bench / "train" / f"{method}_{plan.task_folder(method, task, st)}"
+                                  f"_{st}.tsv") for st in owned]
+        rows.append({"group": t3["rows"][method]["group"], "row": t3["rows"][method]["row"],
+                     "method": method,
+                     "options": "; ".join(plan.options_beyond_paper_of(method, task)),
+                     "trains": ", ".join(owned),
+                     **{m: (float("nan") if mean.get(m) is None else float(mean[m]))
+                        for m in metrics},
+                     "train_job_s": (sum(seconds) if all(x is not None for x in seconds)
+                                     else float("nan"))})
+        sources[method] = _source(path, plan.outputs(method)[0])
+    df = pd.DataFrame(rows)
+    out = Path(args.out)
+    numeric = {r["method"]: {k: round(r[k], 6) for k in metrics if r[k] == r[k]} for r in rows}
+    meta = {"profile": cfg["profile"], "experiment": cfg["experiment"], "task": t3["task"],
+            "split": "test", "note": _note(cfg), "sources": sources,
+            "train_job_s": {r["method"]: r["train_job_s"] for r in rows}}
+    out.unlink(missing_ok=True)  # the CSV is the completion marker: written last
+    atomic_write_json(out.with_suffix(".json"), meta)
+    atomic_write_json(out.with_name(out.stem + "_metrics.json"), {t3["task"]: numeric})
+    shown = df.copy()
+    for m in metrics:
+        shown[m] = shown[m].map(lambda v: f"{v:.4f}" if m in ("ssim", "lpips") else f"{v:.2f}")
+    shown["train_job_s"] = shown["train_job_s"].map(lambda v: "" if v != v else f"{v:.0f}")
+    title = (f"Table 3 ({cfg['profile']} profile, experiment {cfg['experiment']}; "
+             f"{t3['task']}, test split; {_note(cfg)})")
+    md = (f"# {title}\n\n" + shown.to_markdown(index=False) + "\n\n"
+          "`trains`: the stages the row trained itself; the others are its parent's "
+          "(`variant_of`), shared, not retrained. `train_job_s`: seconds of those training "
+          "jobs (Snakemake benchmarks). `options`: options beyond the paper and the ablated "
+          "modules.\n")
+    with atomic_path(out.with_suffix(".md"), suffix=".md") as tmp:
+        tmp.write_text(md, encoding="utf-8")
+    with atomic_path(out, suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.4f")
+    print(shown.to_string(index=False))
+    return 0
+
+
+def _bench_seconds(path: Path) -> float | None:
+    """The last attempt's seconds in a Snakemake benchmark file, None when there is none."""
+    import pandas as pd
+
+    if not path.is_file():
+        return None
+    try:
+        return float(pd.read_csv(path, sep="\t").iloc[-1]["s"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return None

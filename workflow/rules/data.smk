@@ -56,3 +56,10 @@ rule degrade:
         logged("\"$UGPNET_PYTHON\" -m ugpnet degrade"
                " --task {wildcards.task} --seed {params.seed} --in {params.gt}"
                " --out {params.out} {params.kernels}")
+
+
+rule data:
+    # every prepared dataset of this configuration: the ground truth, the kernel banks and the
+    # degraded val/test splits of Table 1's tasks and Table 3's (`dvc repro` tracks data/<profile>)
+    input:
+        PLAN.data_inputs(),

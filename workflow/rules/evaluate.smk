@@ -118,6 +118,7 @@ rule table1:
         csv=PLAN.table1_csv(),
         meta=PLAN.table1_csv().replace(".csv", ".json"),
         plot=PLAN.table1_csv().replace(".csv", ".png"),
+        metrics=PLAN.table1_csv().replace(".csv", "_metrics.json"),
     params:
         table=CFG["table1"],
         metrics=CFG["metrics"]["names"],
@@ -162,3 +163,27 @@ rule figure4:
     # drawn by the evidence step
     input:
         PLAN.figure4_inputs() if CFG.get("figure4") else [],
+
+
+rule table3:
+    # Table 3, the ablations (table3: in params.yaml): each row trained (only the stages it
+    # changes; the rest are its parent's), restored, scored (one evaluate job per row: dvc
+    # repro builds the rows one stage each), then the table (snakemake --cores all table3)
+    input:
+        PLAN.table3_inputs() if CFG.get("table3") else [],
+    output:
+        csv=PLAN.table3_csv(),
+        md=PLAN.table3_csv().replace(".csv", ".md"),
+        meta=PLAN.table3_csv().replace(".csv", ".json"),
+        metrics=PLAN.table3_csv().replace(".csv", "_metrics.json"),
+    params:
+        table=CFG.get("table3"),
+        metrics=CFG["metrics"]["names"],
+    conda:
+        ENV
+    log:
+        f"{LOGS}/table3.log",
+    benchmark:
+        f"{BENCH}/table3/table3.tsv",
+    shell:
+        logged("\"$UGPNET_PYTHON\" -m ugpnet table --which table3 --out {output.csv}")
