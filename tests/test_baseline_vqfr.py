@@ -101,6 +101,24 @@ def test_deformable_warp_moves_features():
     assert not torch.allclose(a, b)
 
 
+def test_deformable_conv_trains_under_bf16_autocast():
+    """Mixed precision (train_precision bf16, or auto on a CPU with native bf16 such as AMX):
+    torchvision has no bf16 deformable-conv kernel, so the DCN runs in fp32 inside autocast
+    (the default smoke run failed on such a CPU before), and gradients reach its weights."""
+    from baselines.vqfr.arch import DeformConv
+
+    torch.manual_seed(0)
+    dcn = DeformConv(8, deformable_groups=1)
+    x, feat = torch.rand(2, 8, 8, 8), torch.rand(2, 8, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = dcn(x, feat)
+        loss = out.float().square().mean()
+    loss.backward()
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert torch.allclose(out, dcn(x, feat), atol=0)  # the same op as without autocast
+    assert dcn.weight.grad.abs().sum() > 0 and dcn.conv_offset.weight.grad is not None
+
+
 def test_discriminators_shapes():
     d = SWAGANDiscriminator(64, 1, channel_max=16)
     assert d(torch.rand(4, 3, 64, 64)).shape == (4, 1)

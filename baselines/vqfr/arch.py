@@ -255,8 +255,13 @@ class DeformConv(nn.Module):
         from torchvision.ops import deform_conv2d
 
         o1, o2, mask = torch.chunk(self.conv_offset(feat), 3, dim=1)
-        return deform_conv2d(x, torch.cat((o1, o2), dim=1), self.weight, self.bias,
-                             padding=self.padding, mask=torch.sigmoid(mask))
+        # fp32 always: torchvision has no bf16/fp16 deformable-conv kernel on CPU ("deformable_
+        # im2col not implemented for 'BFloat16'"), so under mixed precision (train_precision:
+        # bf16, or auto on a CPU with native bf16) this one op runs in fp32 and returns fp32
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return deform_conv2d(x.float(), torch.cat((o1, o2), dim=1).float(), self.weight,
+                                 self.bias, padding=self.padding,
+                                 mask=torch.sigmoid(mask.float()))
 
 
 class TextureWarpingModule(nn.Module):
