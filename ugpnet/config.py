@@ -489,17 +489,26 @@ def print_warnings(warnings: Iterable[str]) -> None:
 
 
 # ---------------------------------------------------------- DVC: keys `dvc exp run -S` changes
-def dvc_tracked(params: Path) -> list[tuple]:
+def dvc_tracked(params: Path, raw: Mapping | None = None) -> list[tuple]:
     """The key paths of ``params`` that the stages of the dvc.yaml beside it track (``()``: the
-    whole file). A string entry names a key of the default params file, ``params.yaml``."""
+    whole file). A string entry names a key of the default params file, ``params.yaml``; a
+    ``foreach`` stage's are under ``do``; ``${profile}`` and ``${experiment}`` are filled in from
+    ``raw`` (the params file's content), as DVC's templating does."""
     dvc = params.parent / "dvc.yaml"
     try:
         stages = (load_params_file(dvc).get("stages") or {}) if dvc.is_file() else {}
     except ConfigError:
         return []
+    raw = raw if isinstance(raw, Mapping) else {}
+    fill = {f"${{{k}}}": str(raw.get(k, "")) for k in ("profile", "experiment")}
     tracked = []
     for stage in stages.values() if isinstance(stages, Mapping) else ():
+        if isinstance(stage, Mapping) and isinstance(stage.get("do"), Mapping):
+            stage = stage["do"]
         for entry in (stage.get("params") or []) if isinstance(stage, Mapping) else ():
+            if isinstance(entry, str):
+                for k, v in fill.items():
+                    entry = entry.replace(k, v)
             if isinstance(entry, str) and params.name == "params.yaml":
                 tracked.append(tuple(entry.split(".")))
             elif isinstance(entry, Mapping):
@@ -524,7 +533,7 @@ def committed_version(path: Path) -> Any:
 def dvc_edited(params: Path, raw: Mapping) -> dict[tuple, frozenset]:
     """Per section of params.yaml, the key paths dvc.yaml tracks whose value differs from the
     committed file: what ``dvc exp run -S KEY=VALUE`` (or a hand edit) changed for this run."""
-    tracked = dvc_tracked(params)
+    tracked = dvc_tracked(params, raw)
     committed = committed_version(params) if tracked else None
     if not isinstance(committed, Mapping):
         return {}

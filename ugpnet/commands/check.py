@@ -35,6 +35,9 @@ def run(args) -> int:
                       "profile": cfg["profile"], "experiment": cfg["experiment"],
                       "data": plan.data, "runs": plan.runs, "results": plan.results,
                       "table1": plan.table1_methods(),
+                      # each Table 3 row: the stages it trains itself (the rest: its parent's)
+                      "table3": ({m: plan.owned_stages(m, t) for m, t in plan.table3_cells()}
+                                 if cfg.get("table3") else None),
                       "priors": {name: plan.prior(name) for name in plan.priors_read()},
                       "warnings": warnings},
                      indent=2))

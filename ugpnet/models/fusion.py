@@ -43,6 +43,19 @@ def _zero_out(conv: nn.Conv2d) -> None:
     nn.init.zeros_(conv.bias)
 
 
+def _add_body(module: nn.Module, channels: int, num_blocks: int, out_channels: int,
+              xreg_skip: bool) -> None:
+    """What every fusion adds after its input convs, in the official order: R_fusion
+    (``num_blocks`` ResBlocks), the out conv, the official initialisation of the whole module,
+    and with ``xreg_skip`` the zeroed out conv (it starts at x_reg: the correction is zero)."""
+    module.body = nn.Sequential(*[ResBlock(channels) for _ in range(num_blocks)])
+    module.out_conv = nn.Conv2d(channels, out_channels, 3, 1, 1)
+    init_official(module)
+    module.xreg_skip = bool(xreg_skip)
+    if module.xreg_skip:
+        _zero_out(module.out_conv)
+
+
 def _check_x_reg(x_reg: torch.Tensor | None, n: int, channels: int, hw, what: str) -> None:
     if x_reg is None or x_reg.dim() != 4 or tuple(x_reg.shape[:2]) != (n, channels) \
             or tuple(x_reg.shape[-2:]) != tuple(hw):
@@ -60,12 +73,7 @@ class FusionModule(nn.Module):
                              f"({channels} channels): reg_channels must equal channels")
         self.syn_channels, self.reg_channels, self.channels = syn_channels, reg_channels, channels
         self.in_conv = nn.Conv2d(syn_channels, channels, 3, 1, 1)
-        self.body = nn.Sequential(*[ResBlock(channels) for _ in range(num_blocks)])
-        self.out_conv = nn.Conv2d(channels, out_channels, 3, 1, 1)
-        init_official(self)
-        self.xreg_skip = bool(xreg_skip)
-        if self.xreg_skip:  # start at x_reg: the correction is zero
-            _zero_out(self.out_conv)
+        _add_body(self, channels, num_blocks, out_channels, xreg_skip)
 
     def forward(self, f_syn: torch.Tensor, f_reg: torch.Tensor,
                 x_reg: torch.Tensor | None = None,
@@ -115,12 +123,7 @@ class ImageFusionModule(nn.Module):
         self.channels, self.image_channels = channels, image_channels
         self.syn_conv = nn.Conv2d(image_channels, channels, 3, 1, 1)
         self.reg_conv = nn.Conv2d(image_channels, channels, 3, 1, 1)
-        self.body = nn.Sequential(*[ResBlock(channels) for _ in range(num_blocks)])
-        self.out_conv = nn.Conv2d(channels, out_channels, 3, 1, 1)
-        init_official(self)
-        self.xreg_skip = bool(xreg_skip)
-        if self.xreg_skip:  # start at x_reg: the correction is zero
-            _zero_out(self.out_conv)
+        _add_body(self, channels, num_blocks, out_channels, xreg_skip)
 
     def forward(self, f_syn: torch.Tensor | None = None, f_reg: torch.Tensor | None = None,
                 x_reg: torch.Tensor | None = None,
