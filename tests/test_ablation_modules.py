@@ -310,3 +310,17 @@ def test_benchmark_stage_of_each_variant(cfg_of, key):
     for stage in sorted(VARIANTS[key][1] - {"restoration"}) or ["restoration"]:
         s, batch, _ = kind.benchmark_stage(cfg, "ugpnet", "denoise", stage, "cpu")
         s.step(batch, 0)
+
+
+def test_an_official_synmodule_is_refused_by_the_per_latent_encoder(tmp_path):
+    """No official release has per-latent map2style heads: one message naming the key, not a
+    key-map failure deep inside."""
+    from ugpnet.errors import CheckpointError
+    from ugpnet.models.synthesis.loading import load_official_synmodule
+
+    sg = {"size": 32, "style_dim": 16, "n_mlp": 1, "channel_multiplier": 1, "channel_max": 16,
+          "basecode_size": 8, "encoder_channel_max": 16}
+    path = tmp_path / "synmodule.pth"
+    torch.save({"generator": {}, "fencoder": {}, "wmodule": {}}, path)
+    with pytest.raises(CheckpointError, match=r"ONE shared map2style.*map2style: shared"):
+        load_official_synmodule(path, build_synthesis(sg, map2style="per_latent"))

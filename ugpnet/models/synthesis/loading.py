@@ -308,6 +308,12 @@ def load_official_synmodule(
             f"{path}: not a UGPNet synmodule checkpoint: missing {needed} (top-level keys: "
             f"{listing(sorted(map(str, ckpt)))})"
         )
+    m2s = synthesis_module.encoder.map2style
+    if not hasattr(m2s, "heads"):  # e.g. the per-latent ablation (pSp): no official layout
+        raise CheckpointError(
+            f"{path}: an official UGPNet synmodule has ONE shared map2style (Wmodule); this "
+            f"encoder's map2style is a {type(m2s).__name__} (methods.<m>.map2style), which no "
+            f"official release has. Train it (the synthesis stage), or set map2style: shared")
     rep = LoadReport(path, "ugpnet-synmodule")
     apply_key_map(ckpt["generator"], basicsr_generator_key_map(synthesis_module.generator), synthesis_module.generator,
                   what="generator", source=path, layout="UGPNet (BasicSR)")
