@@ -226,11 +226,12 @@ def test_kill_9_of_table_then_rerun(tmp_path):
         return [out / "table1.csv"]
 
     def compare(out):
-        assert set(_visible(out)) == {"table1.csv", "table1.json", "table1.png"}
+        assert set(_visible(out)) == {"table1.csv", "table1.json", "table1.png",
+                                      "table1_metrics.json"}
         assert len((out / "table1.csv").read_text().splitlines()) == 1 + len(plan.table1_methods())
 
-    # three files (PNG, JSON, CSV): the kill comes before the last rename
-    _kill_and_rerun(tmp_path, cmd, tmp_path / "ref", finished, compare, renames=3)
+    # four files (PNG, JSON, the numeric metrics JSON, CSV): the kill comes before the last rename
+    _kill_and_rerun(tmp_path, cmd, tmp_path / "ref", finished, compare, renames=4)
 
 
 # ------------------------------------------------------------------ full disk, read-only folder
