@@ -30,6 +30,8 @@ generator reads). Both take the same constructor arguments and give the same W+ 
 
 from __future__ import annotations
 
+import inspect
+
 import math
 
 import torch
@@ -240,28 +242,22 @@ class PerLatentMap2Style(nn.Module):
     shared design. Keys ``blocks.{i}.convs.{c}.*``, ``blocks.{i}.heads.0.*`` (no official layout).
     """
 
-    def __init__(
-        self,
-        in_channels: int = 128,
-        style_dim: int = 512,
-        num_latents: int = 16,
-        spatial_size: int = 32,
-        first_used_latent: int = 4,
-        conv_channels: int | None = None,
-        channels_last: bool = True,
-    ):
+    def __init__(self, **kwargs):
+        """The keyword arguments of :class:`Map2Style` (same defaults)."""
         super().__init__()
-        if not 0 <= first_used_latent < num_latents:
-            raise ValueError(f"first_used_latent must be in [0, {num_latents}), got {first_used_latent}")
-        self.in_channels, self.style_dim, self.num_latents = in_channels, style_dim, num_latents
-        self.spatial_size, self.first_used_latent = spatial_size, first_used_latent
-        self.conv_channels = conv_channels or style_dim
-        self.num_heads = num_latents - first_used_latent
-        self.blocks = nn.ModuleList(
-            Map2Style(in_channels, style_dim, num_latents=1, spatial_size=spatial_size,
-                      first_used_latent=0, conv_channels=conv_channels, channels_last=channels_last)
-            for _ in range(self.num_heads)
-        )
+        bound = inspect.signature(Map2Style).bind(**kwargs)
+        bound.apply_defaults()
+        arg = bound.arguments
+        if not 0 <= arg["first_used_latent"] < arg["num_latents"]:
+            raise ValueError(f"first_used_latent must be in [0, {arg['num_latents']}), got "
+                             f"{arg['first_used_latent']}")
+        self.in_channels, self.style_dim = arg["in_channels"], arg["style_dim"]
+        self.num_latents, self.spatial_size = arg["num_latents"], arg["spatial_size"]
+        self.first_used_latent = arg["first_used_latent"]
+        self.conv_channels = arg["conv_channels"] or arg["style_dim"]
+        self.num_heads = self.num_latents - self.first_used_latent
+        one = {**arg, "num_latents": 1, "first_used_latent": 0}
+        self.blocks = nn.ModuleList(Map2Style(**one) for _ in range(self.num_heads))
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         s = self.spatial_size
