@@ -174,14 +174,8 @@ class Plan:
         per_label: dict[str, list[str]] = {}
         tasks = [t for m, t in self.table_cells() if m == method and task in (None, t)]
         for t in tasks:
-            for st in self.stages(method, t):
-                raw, _ = self.stage_slice(method, t, st.name)
-                for label in beyond_paper(raw):
-                    if t not in per_label.setdefault(label, []):
-                        per_label[label].append(t)
-            for label in self.kind(method).deviations(self.cfg, method, t):
-                if t not in per_label.setdefault(label, []):
-                    per_label[label].append(t)
+            for label in self.options_beyond_paper_of(method, t):
+                per_label.setdefault(label, []).append(t)
         return [label if len(ts) == len(tasks) else f"{label} ({', '.join(ts)})"
                 for label, ts in per_label.items()]
 
