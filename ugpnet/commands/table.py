@@ -204,7 +204,8 @@ def _table3(plan, args) -> int:
     numeric = {r["method"]: {k: round(r[k], 6) for k in metrics if r[k] == r[k]} for r in rows}
     meta = {"profile": cfg["profile"], "experiment": cfg["experiment"], "task": t3["task"],
             "split": "test", "note": _note(cfg), "sources": sources,
-            "train_job_s": {r["method"]: r["train_job_s"] for r in rows}}
+            "train_job_s": {r["method"]: (None if r["train_job_s"] != r["train_job_s"]
+                                          else r["train_job_s"]) for r in rows}}
     out.unlink(missing_ok=True)  # the CSV is the completion marker: written last
     atomic_write_json(out.with_suffix(".json"), meta)
     atomic_write_json(out.with_name(out.stem + "_metrics.json"), {t3["task"]: numeric})
