@@ -227,11 +227,12 @@ def test_kill_9_of_table_then_rerun(tmp_path):
 
     def compare(out):
         assert set(_visible(out)) == {"table1.csv", "table1.json", "table1.png",
-                                      "table1_metrics.json"}
+                                      "table1_metrics.json", "table1_stats.csv", "table1.md"}
         assert len((out / "table1.csv").read_text().splitlines()) == 1 + len(plan.table1_methods())
 
-    # four files (PNG, JSON, the numeric metrics JSON, CSV): the kill comes before the last rename
-    _kill_and_rerun(tmp_path, cmd, tmp_path / "ref", finished, compare, renames=4)
+    # six files (PNG, JSON, the numeric metrics JSON, the statistics CSV, the Markdown, CSV):
+    # the kill comes before the last rename
+    _kill_and_rerun(tmp_path, cmd, tmp_path / "ref", finished, compare, renames=6)
 
 
 # ------------------------------------------------------------------ full disk, read-only folder

@@ -1,6 +1,7 @@
 """Paper tables from the metric files of ``ugpnet evaluate --method --task``, plus a plot."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -124,3 +125,115 @@ def stage_summary(records: Iterable[tuple[str, str, str, Path]], split: str) -> 
         rows.append({"method": method, "task": task, "output": output,
                      **{m: mean.get(m) for m in METRIC_ORDER if m in mean}})
     return pd.DataFrame(rows)
+
+
+PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")  # FID is one value per set: no per-image values
+
+
+def cell_stats(records: Iterable[tuple[str, str, str, Path]], metrics: Iterable[str],
+               against: Iterable[str]) -> pd.DataFrame:
+    """Per (method, task, metric) of Table 1: the mean, its 95 % bootstrap interval over the
+    test images and, for each method in ``against`` (UGPNet) run on the same task, the paired
+    Wilcoxon signed-rank test of that method against this one (:mod:`ugpnet.stats`).
+
+    ``records``: (method, task, output shown, metric file), as :func:`table1`. Columns:
+    ``method, task, metric, mean, ci_low, ci_high, n_images, vs, wilcoxon_statistic, wilcoxon_p,
+    median_diff, note``; FID rows carry the mean alone (one value per set, said in ``note``)."""
+    from .metrics.evaluate import read_bundle_record
+    from .stats import bootstrap_ci, paired_wilcoxon
+
+    metrics = [m for m in METRIC_ORDER if m in set(metrics)]
+    per_image: dict[tuple[str, str], dict] = {}
+    means: dict[tuple[str, str], dict] = {}
+    for method, task, output, path in records:
+        rec = read_bundle_record(path, "test", output)
+        per_image[(method, task)] = rec.get("per_image") or {}
+        means[(method, task)] = rec["mean"]
+    against = [m for m in against]
+    rows = []
+    for (method, task), images in per_image.items():
+        for metric in metrics:
+            mean = means[(method, task)].get(metric)
+            row = {"method": method, "task": task, "metric": metric,
+                   "mean": float("nan") if mean is None else float(mean),
+                   "ci_low": float("nan"), "ci_high": float("nan"), "n_images": len(images),
+                   "vs": "", "wilcoxon_statistic": float("nan"), "wilcoxon_p": float("nan"),
+                   "median_diff": float("nan"), "note": ""}
+            if metric not in PER_IMAGE_METRICS:
+                row["note"] = f"{metric}: one value per set (no per-image interval or test)"
+                rows.append(row)
+                continue
+            values = {k: float(v[metric]) for k, v in images.items()
+                      if isinstance(v.get(metric), (int, float)) and math.isfinite(v[metric])}
+            row["ci_low"], row["ci_high"] = bootstrap_ci(list(values.values()))
+            refs = [u for u in against if u != method and (u, task) in per_image]
+            if not refs:
+                rows.append(row)
+            for ref in refs:
+                theirs = {k: float(v[metric]) for k, v in per_image[(ref, task)].items()
+                          if isinstance(v.get(metric), (int, float))}
+                test = paired_wilcoxon(theirs, values)
+                rows.append({**row, "vs": ref, "wilcoxon_statistic": test["statistic"],
+                             "wilcoxon_p": test["p"], "median_diff": test["median_diff"],
+                             "note": test["note"]})
+    return pd.DataFrame(rows)
+
+
+def table1_markdown(df: pd.DataFrame, stats: pd.DataFrame, families: Mapping[str, str],
+                    options: Mapping[str, Iterable[str]], title: str) -> str:
+    """Table 1 for people: per task, one row per method with each metric as ``mean [95 % CI]``,
+    then the paired Wilcoxon p of UGPNet against every other method, per metric."""
+    lines = [f"# {title}", ""]
+    digits = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 1}
+    for task in dict.fromkeys(t for t, _ in df.columns):
+        sub = stats[stats["task"] == task]
+        lines += [f"## {task}", ""]
+        metrics = [m for t, m in df.columns if t == task]
+        head = ["method", "family"] + [f"{m.upper()} {'↑' if HIGHER_IS_BETTER[m] else '↓'}"
+                                       for m in metrics]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for method in df.index:
+            if df.loc[method, [(task, m) for m in metrics]].isna().all():
+                continue
+            cells = []
+            for m in metrics:
+                r = sub[(sub["method"] == method) & (sub["metric"] == m)].head(1)
+                d = digits[m]
+                if r.empty or r["mean"].isna().all():
+                    cells.append("")
+                elif r["ci_low"].isna().all():
+                    cells.append(f"{r['mean'].iloc[0]:.{d}f}")
+                else:
+                    cells.append(f"{r['mean'].iloc[0]:.{d}f} [{r['ci_low'].iloc[0]:.{d}f}, "
+                                 f"{r['ci_high'].iloc[0]:.{d}f}]")
+            label = method + (" *" if options.get(method) else "")
+            lines.append(f"| {label} | {families.get(method, '')} | " + " | ".join(cells) + " |")
+        tests = sub[sub["vs"] != ""]
+        if len(tests):
+            lines += ["", "Paired Wilcoxon signed-rank test (two-sided, per test image) of "
+                      + ", ".join(sorted(set(tests["vs"]))) + " against each method: p (n images, median per-image difference " +
+                      "of the first minus the second)", ""]
+            pm = [m for m in metrics if m in PER_IMAGE_METRICS]
+            lines += ["| vs | method | " + " | ".join(m.upper() for m in pm) + " |",
+                      "|" + "---|" * (2 + len(pm))]
+            for (vs, method), g in tests.groupby(["vs", "method"], sort=False):
+                cells = []
+                for m in pm:
+                    r = g[g["metric"] == m]
+                    if r.empty:
+                        cells.append("")
+                    elif r["wilcoxon_p"].isna().all():
+                        cells.append(r["note"].iloc[0])
+                    else:
+                        cells.append(f"{r['wilcoxon_p'].iloc[0]:.3g} (n {r['n_images'].iloc[0]}, "
+                                     f"{r['median_diff'].iloc[0]:+.3g})")
+                lines.append(f"| {vs} | {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    named = [f"- {m}: {'; '.join(o)}" for m, o in options.items() if o]
+    if named:
+        lines += ["\\* not the paper's network or recipe as published (options beyond the paper, "
+                  "departures from the authors' recipes):", "", *named, ""]
+    lines += ["Intervals: 95 % percentile bootstrap of the mean over the test images "
+              "(scipy.stats.bootstrap, 9,999 resamples, seed 0). FID is one value per image set: "
+              "no interval (a bootstrap over cached Inception features is not done here).", ""]
+    return "\n".join(lines)

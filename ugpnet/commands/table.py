@@ -65,11 +65,25 @@ def run(args) -> int:
     plot_table(df, Path(args.out).with_suffix(".png"),
                f"Table 1 ({cfg['profile']} profile, experiment {cfg['experiment']}: "
                f"{_note(cfg)})", footnote=options_footnote(options))
-    from ..io import atomic_write_json
+    from ..io import atomic_path, atomic_write_json
 
     # numbers only, for `dvc metrics show` (the JSON above holds the provenance)
     atomic_write_json(Path(args.out).with_name(Path(args.out).stem + "_metrics.json"),
                       _numeric(df))
+    # uncertainty: 95 % bootstrap intervals over the test images and the paired Wilcoxon test
+    # of UGPNet (every method of kind ugpnet in the table) against each other method
+    from ..tables import cell_stats, table1_markdown
+
+    ours = [m for m in df.index if plan.mcfg(m)["kind"] == "ugpnet"]
+    stats = cell_stats(records, cfg["metrics"]["names"], ours)
+    out = Path(args.out)
+    with atomic_path(out.with_name(out.stem + "_stats.csv"), suffix=".csv") as tmp:
+        stats.to_csv(tmp, index=False, float_format="%.6g")
+    md = table1_markdown(df, stats, families, options,
+                         f"Table 1 ({cfg['profile']} profile, experiment {cfg['experiment']}: "
+                         f"{_note(cfg)}; test split)")
+    with atomic_path(out.with_suffix(".md"), suffix=".md") as tmp:
+        tmp.write_text(md, encoding="utf-8")
     write_csv(df, args.out, meta, families=families, options=options)
     print(df.round(4).to_string())
     if options_footnote(options):

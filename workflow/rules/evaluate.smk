@@ -119,6 +119,8 @@ rule table1:
         meta=PLAN.table1_csv().replace(".csv", ".json"),
         plot=PLAN.table1_csv().replace(".csv", ".png"),
         metrics=PLAN.table1_csv().replace(".csv", "_metrics.json"),
+        stats=PLAN.table1_csv().replace(".csv", "_stats.csv"),
+        md=PLAN.table1_csv().replace(".csv", ".md"),
     params:
         table=CFG["table1"],
         metrics=CFG["metrics"]["names"],
