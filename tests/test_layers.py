@@ -26,6 +26,8 @@ ALLOWED = {
     "ugpnet.models": {"ugpnet.checkpoints", "ugpnet.degradations", "ugpnet.errors", "ugpnet.io",
                       "ugpnet.pretrained", "ugpnet.registry"},
 }
+# the statistics of per-image values (bootstrap intervals, paired tests: scipy): a leaf
+ALLOWED["ugpnet.stats"] = set()
 # what made a file (code version, content digests): beside io, used from training upwards
 ALLOWED["ugpnet.provenance"] = {"ugpnet"}
 # the layers above: training <- methods (kinds) <- plan/restore/tables <- config <- commands/cli

@@ -349,6 +349,10 @@ def validate(cfg: Mapping, source: str | Sources = "params.yaml") -> None:
                              f"'{cfg['methods'][parent]['kind']}', not '{entry['kind']}': a "
                              f"variant shares stages only with a method of its own kind "
                              f"[in {sources.of(('methods', name, 'variant_of'))}]")
+        for name in cfg["table1"].get("compare", []):
+            if name not in cfg["methods"]:
+                lines.append(f"  - table1.compare: '{name}' is not defined under methods "
+                             f"[in {sources.of(('table1', 'compare'))}]")
         t3 = cfg.get("table3") or {}
         for name in t3.get("rows", {}):
             if name not in cfg["methods"]:

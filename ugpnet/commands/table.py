@@ -71,10 +71,10 @@ def run(args) -> int:
     atomic_write_json(Path(args.out).with_name(Path(args.out).stem + "_metrics.json"),
                       _numeric(df))
     # uncertainty: 95 % bootstrap intervals over the test images and the paired Wilcoxon test
-    # of UGPNet (every method of kind ugpnet in the table) against each other method
+    # of the methods of table1.compare (UGPNet) against each other method
     from ..tables import cell_stats, table1_markdown
 
-    ours = [m for m in df.index if plan.mcfg(m)["kind"] == "ugpnet"]
+    ours = [m for m in cfg["table1"].get("compare", []) if m in df.index]
     stats = cell_stats(records, cfg["metrics"]["names"], ours)
     out = Path(args.out)
     with atomic_path(out.with_name(out.stem + "_stats.csv"), suffix=".csv") as tmp:
