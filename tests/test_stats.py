@@ -115,3 +115,90 @@ def test_table1_statistics_and_markdown(tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| nafnet | regression"))
     assert f"{naf['mean']:.2f} [{naf['ci_low']:.2f}, {naf['ci_high']:.2f}]" in row
     assert "| ugpnet | nafnet | 0.00781 (n 8, +1) |" in md
+
+
+# ---------------------------------------------------------------- FID over resampled test sets
+def _pytorch_fid(a, b):
+    """The independent statistic: pytorch-fid's own Fréchet distance (scipy sqrtm)."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    return calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0),
+                                      np.cov(b, rowvar=False))
+
+
+def test_fid_from_features_equals_pytorch_fid():
+    from ugpnet.metrics.fid import _features_fid, _psd_factor
+
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(30, 12)), rng.normal(0.4, 1.3, size=(30, 12))
+    assert _features_fid(a, b) == pytest.approx(_pytorch_fid(a, b), rel=1e-7)
+    sigma = np.cov(b, rowvar=False)
+    fixed = _features_fid(a, ref_mu=b.mean(0), ref_factor=_psd_factor(sigma))
+    assert fixed == pytest.approx(_pytorch_fid(a, b), rel=1e-7)
+
+
+def test_fid_bootstrap_equals_scipy_bootstrap_of_pytorch_fid():
+    """The same resampling (scipy.stats.bootstrap over image ids, same seed) with pytorch-fid's
+    statistic gives the same interval: our fast formula changes nothing."""
+    from scipy import stats
+
+    from ugpnet.metrics.fid import bootstrap_fid
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(10, 6)), rng.normal(0.5, 1.0, size=(10, 6))
+    ours = bootstrap_fid(a, b, n_resamples=199, seed=0)
+    ref = stats.bootstrap((np.arange(10),), lambda i: _pytorch_fid(a[i], b[i]),
+                          vectorized=False, n_resamples=199, method="percentile",
+                          random_state=np.random.default_rng(0)).confidence_interval
+    assert ours["paired"] and ours["n_resamples"] == 199
+    assert ours["ci_low"] == pytest.approx(ref.low, rel=1e-6)
+    assert ours["ci_high"] == pytest.approx(ref.high, rel=1e-6)
+    assert ours["ci_low"] < ours["ci_high"]
+    assert bootstrap_fid(a, b, n_resamples=199, seed=0) == ours  # reproducible
+
+
+def test_fid_bootstrap_says_why_it_is_skipped():
+    from ugpnet.metrics.fid import bootstrap_fid
+
+    a = np.zeros((12, 4))
+    assert "max_images" in bootstrap_fid(a, a, max_images=10)["skipped"]
+    assert "fewer than 3" in bootstrap_fid(a[:2], a[:2])["skipped"]
+
+
+@pytest.mark.long
+def test_evaluation_records_the_fid_interval_and_table1_shows_it(tmp_path, monkeypatch):
+    """A real evaluation (Inception features) with the bootstrap on: the record holds the
+    interval, a second evaluation against the same ground truth reads the GT features from the
+    stats cache and gives the same interval, and Table 1's statistics carry it."""
+    import torch
+    from PIL import Image
+
+    from ugpnet import pretrained
+    from ugpnet.metrics.evaluate import inspect_dirs, score_dirs, write_evaluation, \
+        evaluation_bundle
+    from ugpnet.tables import cell_stats
+
+    monkeypatch.setenv("UGPNET_CACHE", str(tmp_path / "cache"))
+    pretrained.clear_memo()
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    for d, shift in (("gt", 0), ("pred", 40)):
+        (tmp_path / d).mkdir()
+        for i in range(5):
+            img = np.clip(rng.integers(0, 255, (48, 48, 3)) + shift, 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(tmp_path / d / f"im{i}.png")
+    boot = {"resamples": 199, "max_images": 50}
+    pairs = inspect_dirs(tmp_path / "pred", tmp_path / "gt")
+    a = score_dirs(pairs, "psnr,fid", progress=False, fid_bootstrap=boot)
+    b = score_dirs(pairs, "psnr,fid", progress=False, fid_bootstrap=boot)
+    assert not a["protocol"]["fid"]["reference_stats_cache_hit"]
+    assert b["protocol"]["fid"]["reference_stats_cache_hit"]
+    assert a["fid_bootstrap"]["paired"] and a["fid_bootstrap"] == b["fid_bootstrap"]
+    assert "fid_bootstrap" not in score_dirs(pairs, "psnr,fid", progress=False)
+    path = tmp_path / "m.json"
+    write_evaluation(path, evaluation_bundle("m", "deblur", {"test": {"x": a}}))
+    st = cell_stats([("m", "deblur", "x", path)], ["psnr", "fid"], [])
+    fid = st[st["metric"] == "fid"].iloc[0]
+    assert (fid["ci_low"], fid["ci_high"]) == pytest.approx(
+        (a["fid_bootstrap"]["ci_low"], a["fid_bootstrap"]["ci_high"]))
+    pretrained.clear_memo()

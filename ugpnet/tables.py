@@ -145,10 +145,12 @@ def cell_stats(records: Iterable[tuple[str, str, str, Path]], metrics: Iterable[
     metrics = [m for m in METRIC_ORDER if m in set(metrics)]
     per_image: dict[tuple[str, str], dict] = {}
     means: dict[tuple[str, str], dict] = {}
+    fid_boot: dict[tuple[str, str], dict] = {}
     for method, task, output, path in records:
         rec = read_bundle_record(path, "test", output)
         per_image[(method, task)] = rec.get("per_image") or {}
         means[(method, task)] = rec["mean"]
+        fid_boot[(method, task)] = rec.get("fid_bootstrap") or {}
     against = [m for m in against]
     rows = []
     for (method, task), images in per_image.items():
@@ -160,7 +162,15 @@ def cell_stats(records: Iterable[tuple[str, str, str, Path]], metrics: Iterable[
                    "vs": "", "wilcoxon_statistic": float("nan"), "wilcoxon_p": float("nan"),
                    "median_diff": float("nan"), "note": ""}
             if metric not in PER_IMAGE_METRICS:
-                row["note"] = f"{metric}: one value per set (no per-image interval or test)"
+                boot = fid_boot[(method, task)] if metric == "fid" else {}
+                if "ci_low" in boot:
+                    row["ci_low"], row["ci_high"] = boot["ci_low"], boot["ci_high"]
+                    row["note"] = (f"{metric}: one value per set; interval: bootstrap over the "
+                                   f"test images ({boot['n_resamples']} resamples), no paired test")
+                else:
+                    row["note"] = (f"{metric}: one value per set, no paired test; no interval: "
+                                   + (boot.get("skipped") or "the evaluation has no bootstrap "
+                                      "(metrics.fid_bootstrap unset)"))
                 rows.append(row)
                 continue
             values = {k: float(v[metric]) for k, v in images.items()
@@ -233,7 +243,15 @@ def table1_markdown(df: pd.DataFrame, stats: pd.DataFrame, families: Mapping[str
     if named:
         lines += ["\\* not the paper's network or recipe as published (options beyond the paper, "
                   "departures from the authors' recipes):", "", *named, ""]
+    fid_notes = sorted(set(stats.loc[(stats["metric"] == "fid") & stats["ci_low"].isna(),
+                                      "note"])) if "fid" in set(stats["metric"]) else []
     lines += ["Intervals: 95 % percentile bootstrap of the mean over the test images "
               "(scipy.stats.bootstrap, 9,999 resamples, seed 0). FID is one value per image set: "
-              "no interval (a bootstrap over cached Inception features is not done here).", ""]
+              "its interval is the percentile bootstrap of FID over resampled test sets (image ids "
+              "drawn with replacement, restored and ground-truth features together; "
+              "metrics.fid_bootstrap resamples, seed 0). Repeated images shrink both "
+              "covariances, so on small sets the bootstrap FIDs sit away from the full-set value: "
+              "read the interval as the sampling spread, not as bounds around it.", ""]
+    if fid_notes:
+        lines += ["FID cells without an interval: " + "; ".join(fid_notes), ""]
     return "\n".join(lines)

@@ -162,7 +162,8 @@ def _run_method(args) -> int:
             result = score_dirs(pairs, metrics, lpips_net=mcfg["lpips_net"],
                                 fid_ref=plan.fid_ref(split), device=args.device,
                                 progress=not args.no_progress,
-                                fid_batch_size=args.fid_batch_size)
+                                fid_batch_size=args.fid_batch_size,
+                                fid_bootstrap=mcfg.get("fid_bootstrap") if split == "test" else None)
             result["protocol"]["provenance"] = evaluation_provenance(
                 pairs.pred_dir, pairs.gt_dir, plan.gt_manifest())
             splits.setdefault(split, {})[output] = result

@@ -239,7 +239,10 @@ def _lpips_metric(net: str, device: str):
 
 # ---------------------------------------------------------------------------- core evaluation
 def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_batch_size,
-              gt_dir_for_fid=None, gt_files=None, gt_label=None):
+              gt_dir_for_fid=None, gt_files=None, gt_label=None, fid_bootstrap=None):
+    """``fid_bootstrap``: ``{resamples, max_images}`` (params ``metrics.fid_bootstrap``) adds the
+    percentile-bootstrap interval of FID over the images (:func:`ugpnet.metrics.fid.bootstrap_fid`)
+    as ``result["fid_bootstrap"]``; None: no interval."""
     from tqdm import tqdm
 
     from . import fid as fidm
@@ -255,7 +258,7 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
 
     # ---- FID reference: decide before the loop whether GT features are needed
     fid_on = "fid" in metrics and n >= fidm.FID_MIN_IMAGES
-    ref_mu = ref_sigma = gt_cache_path = None
+    ref_mu = ref_sigma = gt_cache_path = gt_acts_cached = None
     need_gt_acts = False
     fid_proto: dict = {}
     if "fid" in metrics:
@@ -279,6 +282,10 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
                 fid_proto["reference_stats_cache"] = str(gt_cache_path)
                 fid_proto["reference_stats_cache_hit"] = ref_mu is not None
                 need_gt_acts = ref_mu is None
+                if ref_mu is not None and fid_bootstrap:
+                    # the paired bootstrap needs the GT features: from the cache, or recomputed
+                    gt_acts_cached = fidm.cached_folder_features(gt_cache_path)
+                    need_gt_acts = gt_acts_cached is None or gt_acts_cached.shape[0] != n
             else:
                 fid_proto["reference_stats_cache"] = None
                 need_gt_acts = True
@@ -323,6 +330,7 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
             non_png.append(str(src))
 
     mean: dict = {}
+    fid_boot = None
     for m in PER_IMAGE_METRICS:
         if m in metrics:
             vals = [r[m] for r in per_image.values()]
@@ -334,12 +342,13 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
         if fid_on:
             pred_acts = pred_col.activations()
             mu1, s1 = fidm.activation_statistics(pred_acts)
+            gt_acts = gt_acts_cached
             if gt_col is not None:
                 gt_acts = gt_col.activations()
                 ref_mu, ref_sigma = fidm.activation_statistics(gt_acts)
                 ref_factor = fidm.activation_factor(gt_acts)
                 if gt_cache_path is not None:
-                    fidm._save_stats(gt_cache_path, ref_mu, ref_sigma, n)
+                    fidm._save_stats(gt_cache_path, ref_mu, ref_sigma, n, features=gt_acts)
                     if ref_factor is not None:
                         fidm.store_factor(ref_sigma, ref_factor)
                 if ref_factor is None:
@@ -352,10 +361,19 @@ def _evaluate(items, n: int, metrics, lpips_net, fid_ref, device, progress, fid_
             mean["fid"] = value
             if note:
                 fid_proto["note"] = note
+            if fid_bootstrap:
+                boot = fidm.bootstrap_fid(pred_acts, gt_acts, ref_mu=ref_mu,
+                                          ref_factor=ref_factor,
+                                          n_resamples=int(fid_bootstrap["resamples"]),
+                                          max_images=int(fid_bootstrap["max_images"]))
+                fid_boot = boot
     if non_png:
         proto["notes"].append(f"{len(non_png)} file(s) are not PNG (lossy formats change the "
                               f"scores): {listing(sorted(Path(p).name for p in non_png))}")
-    return {"mean": mean, "per_image": per_image, "protocol": proto}
+    out = {"mean": mean, "per_image": per_image, "protocol": proto}
+    if fid_boot is not None:
+        out["fid_bootstrap"] = fid_boot
+    return out
 
 
 EXT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
@@ -410,9 +428,10 @@ def inspect_dirs(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> Fold
 
 def score_dirs(folders: FolderPairs, metrics: Sequence[str] | str = ALL_METRICS,
                lpips_net: str = "alex", fid_ref=None, device: str = "cpu", progress: bool = True,
-               fid_batch_size: int = 50) -> dict:
+               fid_batch_size: int = 50, fid_bootstrap: Mapping | None = None) -> dict:
     """The metrics of an inspected folder pair → result dict (schema above). The LPIPS and FID
-    networks are loaded once per process (shared by every call)."""
+    networks are loaded once per process (shared by every call). ``fid_bootstrap``
+    (``{resamples, max_images}``): also the bootstrap interval of FID (``"fid_bootstrap"``)."""
     pairs = folders.pairs
 
     def items():
@@ -421,7 +440,7 @@ def score_dirs(folders: FolderPairs, metrics: Sequence[str] | str = ALL_METRICS,
 
     res = _evaluate(items(), len(pairs), metrics, lpips_net, fid_ref, device, progress,
                     fid_batch_size, gt_files=[g for _, _, g in pairs],
-                    gt_label=str(folders.gt_dir))
+                    gt_label=str(folders.gt_dir), fid_bootstrap=fid_bootstrap)
     for side, rows in folders.converted.items():
         if rows:
             res["protocol"]["notes"].append(

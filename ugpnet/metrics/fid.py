@@ -230,6 +230,74 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, factor1=None, factor2=None
     return value, None
 
 
+def _features_fid(a: np.ndarray, b: np.ndarray | None = None, ref_mu=None, ref_factor=None
+                  ) -> float:
+    """FID of the feature rows ``a`` against the rows ``b`` (or a fixed reference ``ref_mu`` with
+    ``ref_factor``, ``B B^T == sigma``), the same formula as :func:`frechet_distance` computed
+    from centred features: ``tr(S) = ||B||_F^2`` and ``tr sqrt(S1 S2) = ||B1^T B2||_*``, so no
+    2048x2048 matrix is formed (an ``n x n`` SVD per call)."""
+    n = a.shape[0]
+    ba = (a - a.mean(axis=0)) / np.sqrt(n - 1.0)  # n x d: B^T
+    if b is not None:
+        bb = (b - b.mean(axis=0)) / np.sqrt(b.shape[0] - 1.0)
+        mu2, tr2, cross = b.mean(axis=0), float(np.sum(bb * bb)), ba @ bb.T
+    else:
+        rf = np.asarray(ref_factor, dtype=np.float64)
+        mu2, tr2, cross = np.asarray(ref_mu, dtype=np.float64), float(np.sum(rf * rf)), ba @ rf
+    diff = a.mean(axis=0) - mu2
+    nuclear = float(np.linalg.svd(cross, compute_uv=False).sum()) if cross.size else 0.0
+    return float(diff @ diff + np.sum(ba * ba) + tr2 - 2.0 * nuclear)
+
+
+def bootstrap_fid(pred_acts: np.ndarray, gt_acts: np.ndarray | None = None, *, ref_mu=None,
+                  ref_factor=None, confidence: float = 0.95, n_resamples: int = 999,
+                  max_images: int = 500, seed: int = 0) -> dict:
+    """The percentile-bootstrap interval of FID over the test images (``scipy.stats.bootstrap``
+    over image indices, ``n_resamples``, fixed ``seed``).
+
+    With ``gt_acts`` (the paired ground truth, row ``i`` of both is image ``i``) every resample
+    draws image ids with replacement and takes BOTH sets' rows for those ids: the interval is the
+    spread of FID over resampled test sets. With a fixed reference (``ref_mu``, ``ref_factor``)
+    only the restored set is resampled. A resample repeats images, which lowers both covariances'
+    rank, so the bootstrap FIDs are biased against the full-set value (the interval may not
+    contain it for small sets): read it as the sampling spread, as the table notes say.
+
+    Returns ``{ci_low, ci_high, n_resamples, confidence, method, n_images, paired}`` or, when it
+    is not affordable here (more than ``max_images`` images: an ``n x n`` SVD per resample) or
+    undefined (fewer than 3 images), ``{skipped: <reason>, n_images}``."""
+    from scipy import stats
+
+    a = np.asarray(pred_acts, dtype=np.float64)
+    n = a.shape[0]
+    if n < 3:
+        return {"skipped": f"fewer than 3 images ({n})", "n_images": n}
+    if n > max_images:
+        return {"skipped": (f"{n} images: above metrics.fid_bootstrap.max_images ({max_images}); "
+                            f"each of {n_resamples} resamples takes an {n}x{n} SVD, hours on a "
+                            f"CPU: raise the limit where it is affordable (a GPU machine)"),
+                "n_images": n}
+    b = None if gt_acts is None else np.asarray(gt_acts, dtype=np.float64)
+    if b is not None and b.shape[0] != n:
+        raise DataError(f"bootstrap_fid: {n} restored and {b.shape[0]} ground-truth feature rows; "
+                        f"the paired bootstrap needs one of each per image")
+
+    def statistic(idx):
+        idx = np.asarray(idx, dtype=np.int64)
+        if b is not None:
+            return _features_fid(a[idx], b[idx])
+        return _features_fid(a[idx], ref_mu=ref_mu, ref_factor=ref_factor)
+
+    res = stats.bootstrap((np.arange(n),), statistic, vectorized=False, paired=False,
+                          confidence_level=confidence, n_resamples=n_resamples,
+                          method="percentile", random_state=np.random.default_rng(seed))
+    return {"ci_low": float(res.confidence_interval.low),
+            "ci_high": float(res.confidence_interval.high), "n_resamples": int(n_resamples),
+            "confidence": confidence, "method": "percentile bootstrap over test images "
+            "(scipy.stats.bootstrap)" + (", paired with the ground truth" if b is not None
+                                          else ", reference fixed"),
+            "seed": seed, "n_images": n, "paired": b is not None}
+
+
 def load_stats_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """``mu`` [2048] and ``sigma`` [2048,2048] from an ``.npz`` as pytorch-fid saves it."""
     path = Path(path)
@@ -264,11 +332,25 @@ def stats_cache_path(key: str) -> Path:
     return stats_cache_dir() / f"{key}.npz"
 
 
-def _save_stats(path: Path, mu, sigma, n: int) -> None:
+def _save_stats(path: Path, mu, sigma, n: int, features=None) -> None:
+    """``features``: the ``[n, 2048]`` activations themselves, kept (float32) for the FID
+    bootstrap of later evaluations against the same set (:func:`cached_folder_features`)."""
+    extra = {} if features is None else {"features": np.asarray(features, dtype=np.float32)}
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, mu=mu, sigma=sigma, n=np.int64(n), tag=np.array(FID_STATS_TAG))
+            np.savez(f, mu=mu, sigma=sigma, n=np.int64(n), tag=np.array(FID_STATS_TAG), **extra)
     _apply_size_limit(path)
+
+
+def cached_folder_features(path: Path) -> np.ndarray | None:
+    """The per-image activations a stats cache entry keeps (float64), None when it has none."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["tag"]) == FID_STATS_TAG and "features" in f.files:
+                return f["features"].astype(np.float64)
+    except (KeyError, ValueError, OSError):
+        pass
+    return None
 
 
 def cached_folder_stats(files: Sequence[os.PathLike]):
