@@ -255,3 +255,65 @@ def table1_markdown(df: pd.DataFrame, stats: pd.DataFrame, families: Mapping[str
     if fid_notes:
         lines += ["FID cells without an interval: " + "; ".join(fid_notes), ""]
     return "\n".join(lines)
+
+
+def table2(bench: Mapping, methods: Iterable[str], task: str,
+           published: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
+    """Table 2 from a ``ugpnet bench`` result: per method (in ``methods`` order) the parameters
+    (M), the median inference time (ms) and its ratio to NAFNet's, beside the paper's
+    (``published``: method -> ``{params_m, time_ms}``, None where not transcribed) and the
+    paper's ratio to NAFNet. A method the bench did not time (or that failed) keeps its row
+    with the reason in ``note``."""
+    rows = {r["method"]: r for r in bench.get("inference", []) if r.get("task") == task}
+    published = published or {}
+    ours_ref = rows.get("nafnet", {}).get("median_s")
+    paper_ref = (published.get("nafnet") or {}).get("time_ms")
+    out = []
+    for m in methods:
+        r = rows.get(m, {})
+        pub = published.get(m) or {}
+        ms = r["median_s"] * 1e3 if "median_s" in r else float("nan")
+        out.append({
+            "method": m, "family": r.get("family", ""),
+            "params_m": r["params"] / 1e6 if "params" in r else float("nan"),
+            "time_ms": ms,
+            "min_ms": r["min_s"] * 1e3 if "min_s" in r else float("nan"),
+            "ratio_to_nafnet": ms / (ours_ref * 1e3) if ours_ref and ms == ms else float("nan"),
+            "peak_mem_mb": r.get("peak_mem_mb", float("nan")),
+            "paper_params_m": _num(pub.get("params_m")),
+            "paper_time_ms": _num(pub.get("time_ms")),
+            "paper_ratio_to_nafnet": (_num(pub.get("time_ms")) / paper_ref
+                                      if paper_ref and pub.get("time_ms") is not None
+                                      else float("nan")),
+            "note": r.get("error", "" if r else f"not timed (no {m}/{task} in the bench file)")})
+    return pd.DataFrame(out)
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def table2_markdown(df: pd.DataFrame, meta: Mapping, title: str) -> str:
+    """Table 2 for people: ours (device, threads, size named) beside the paper's RTX 3090
+    figures; a value the paper file does not hold is ``not transcribed``."""
+    def f(v, d):
+        return "" if v != v else f"{v:.{d}f}"
+
+    def p(v, d):
+        return "not transcribed" if v != v else f"{v:.{d}f}"
+
+    lines = [f"# {title}", "",
+             f"Ours: {meta['device']}, {meta['threads']} thread(s), {meta['size']}x{meta['size']} "
+             f"input, batch 1, median of {meta['runs']} timed runs after one warm-up, random "
+             f"weights, the networks of the {meta['networks_of_profile']} profile. "
+             f"Paper: {meta['paper_device']} at {meta['paper_size']} px.", "",
+             "| method | params (M) | time (ms) | × NAFNet | paper params (M) | paper time (ms) | "
+             "paper × NAFNet | note |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in df.iterrows():
+        lines.append(f"| {r['method']} | {f(r['params_m'], 2)} | {f(r['time_ms'], 0)} | "
+                     f"{f(r['ratio_to_nafnet'], 2)} | {p(r['paper_params_m'], 1)} | "
+                     f"{p(r['paper_time_ms'], 0)} | {p(r['paper_ratio_to_nafnet'], 2)} | "
+                     f"{r['note']} |")
+    lines += ["", "Times are not comparable across devices; the ratios to NAFNet are the "
+              "comparable column. Source of the paper's values: " + meta["paper_source"], ""]
+    return "\n".join(lines)

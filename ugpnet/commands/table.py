@@ -4,18 +4,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = ("assemble Table 1 (CSV, JSON provenance, PNG plot), the outputs tables or the timing "
-        "table from the workflow's results")
+HELP = ("assemble Table 1 (CSV, JSON provenance, PNG plot, Markdown and HTML), the outputs "
+        "tables or the timing table from the workflow's results")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--which", default="table1", choices=["table1", "table3", "outputs", "timing"],
+    p.add_argument("--which", default="table1",
+                   choices=["table1", "table2", "table3", "outputs", "timing"],
                    help="table1: the paper's Table 1 (test split); table3: the ablations "
                         "(table3: in params.yaml; a .md and .json beside the CSV); outputs: "
                         "every output of the "
                         "methods that have several (e.g. intermediate images) and the degraded "
                         "input of their tasks, on --split; timing: seconds and peak memory of "
-                        "every job of the workflow, per rule, from its Snakemake benchmark files")
+                        "every job of the workflow, per rule, from its Snakemake benchmark "
+                        "files; table2: parameters and inference time (from --bench) beside the "
+                        "paper's Table 2")
+    p.add_argument("--bench", default=None, metavar="FILE.json",
+                   help="--which table2: the `ugpnet bench` result to read (the workflow's "
+                        "table2 rule makes it)")
     p.add_argument("--split", default=None, choices=["val", "test"],
                    help="--which outputs: the split (default: val)")
     p.add_argument("--metrics-dir", default=None,
@@ -40,6 +46,10 @@ def run(args) -> int:
         return _timing(plan, args)
     if args.which == "table3":
         return _table3(plan, args)
+    if args.which == "table2":
+        return _table2(plan, args)
+    if args.bench is not None:
+        raise ConfigError("--bench is for --which table2")
     from ..provenance import describe_code
     from ..tables import options_footnote, plot_table, table1, write_csv
 
@@ -252,3 +262,57 @@ def _bench_seconds(path: Path) -> float | None:
         return float(pd.read_csv(path, sep="\t").iloc[-1]["s"])
     except (OSError, ValueError, KeyError, IndexError):
         return None
+
+
+def _table2(plan, args) -> int:
+    """Table 2: parameters and inference time of ``table2.methods`` on ``table2.task`` from a
+    ``ugpnet bench`` file, beside the paper's (ugpnet/published/wacv2024.yaml)."""
+    import json
+
+    from ..errors import ConfigError, DataError
+    from ..io import atomic_path, atomic_write_json, sha256_file
+    from ..published import FILE as PAPER_FILE
+    from ..published import paper_numbers
+    from ..tables import table2, table2_markdown
+
+    cfg = plan.cfg
+    t2 = cfg.get("table2")
+    if not t2:
+        raise ConfigError("--which table2 needs a `table2:` block in params.yaml (methods, task, "
+                          "profile, size, runs)")
+    if not args.bench:
+        raise ConfigError("--which table2 needs --bench FILE.json (a `ugpnet bench` result; the "
+                          "workflow's table2 rule makes it: snakemake --cores all table2)")
+    try:
+        bench = json.loads(Path(args.bench).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{args.bench}: not a readable `ugpnet bench` result ({e}); rerun the "
+                        f"bench (delete the file and run snakemake --cores all table2)") from None
+    if not isinstance(bench.get("inference"), list):
+        raise DataError(f"{args.bench}: no `inference` list: not a `ugpnet bench` result")
+    paper = paper_numbers()["table2"]
+    df = table2(bench, t2["methods"], t2["task"], paper["values"])
+    meta = {"profile": cfg["profile"], "experiment": cfg["experiment"],
+            "networks_of_profile": bench.get("profile"), "task": t2["task"],
+            "device": bench.get("device"), "threads": bench.get("threads"),
+            "size": bench.get("size"), "runs": bench.get("runs"),
+            "machine": bench.get("machine"), "torch": bench.get("torch"),
+            "code": bench.get("code"),
+            "bench_file": {"file": str(args.bench), "sha256": sha256_file(args.bench)},
+            "paper_device": paper.get("device"), "paper_size": paper.get("size"),
+            "paper_status": paper["status"],
+            "paper_source": f"{paper.get('transcribed_from') or 'not transcribed'} "
+                            f"({PAPER_FILE.name}: {paper['status']})",
+            "note": "random weights at the networks' paper-scale architecture: parameters are "
+                    "exact, times are this machine's"}
+    out = Path(args.out)
+    out.unlink(missing_ok=True)  # the CSV is the completion marker: written last
+    atomic_write_json(out.with_suffix(".json"), meta)
+    title = (f"Table 2 (parameters and inference time; run under the {cfg['profile']} profile, "
+             f"networks of the {bench.get('profile')} profile at {bench.get('size')} px)")
+    with atomic_path(out.with_suffix(".md"), suffix=".md") as tmp:
+        tmp.write_text(table2_markdown(df, meta, title), encoding="utf-8")
+    with atomic_path(out, suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.4g")
+    print(df.drop(columns=["note"]).round(3).to_string(index=False))
+    return 0
