@@ -4,10 +4,16 @@
 # Every number comes from params.yaml (resolved and validated by ugpnet.config); each rule declares
 # the config slice it reads under `params:`, so changing it reruns exactly the affected jobs.
 # What defines a run and when it reruns: docs/RUNS.md.
+# snakemake --report results/report.html (make report): the tables, figures and provenance
+# marked report() in the rules, with the captions of workflow/report/ (README: Report)
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/table2.smk"
 
 
 rule all:
