@@ -323,3 +323,41 @@ def test_tables_name_the_options_beyond_the_paper(run, capsys):
     meta = json.loads(table.with_suffix(".json").read_text())
     assert all(v == [] for v in meta["options_beyond_paper"].values())
     assert "not the paper's networks" not in capsys.readouterr().out
+
+
+STATS_COLUMNS = ["method", "task", "metric", "mean", "ci_low", "ci_high", "n_images", "vs",
+                 "wilcoxon_statistic", "wilcoxon_p", "median_diff", "note"]
+
+
+def test_table1_schemas_intervals_and_the_vs_paper_view(run, monkeypatch):
+    """table1_stats.csv's schema, an interval around every per-image mean and FID's from the
+    bootstrap, the paired tests of table1.compare; with table1.vs_paper, ours beside the paper's
+    numbers (a published value patched in: the file holds none for Table 1 yet)."""
+    import ugpnet.published as published
+    from ugpnet.tables import VS_PAPER_COLUMNS
+
+    root, plan = run
+    for m in CELLS:
+        assert _cli(root, "evaluate", "--method", m, "--task", TASK, "--no-progress") == 0
+    monkeypatch.setattr(published, "table1_value",
+                        lambda task, method, metric, path=None:
+                        30.0 if (method, metric) == ("ugpnet", "psnr") else None)
+    table = root / "out" / "table1.csv"
+    assert _cli(root, "--set", "table1.vs_paper=true", "table", "--which", "table1",
+                "--out", str(table)) == 0
+    stats = pd.read_csv(table.with_name("table1_stats.csv"), keep_default_na=False,
+                        na_values=[""])
+    assert list(stats.columns) == STATS_COLUMNS
+    for _, r in stats.iterrows():
+        if r["metric"] in ("psnr", "ssim", "lpips"):
+            assert r["ci_low"] <= r["mean"] <= r["ci_high"], r.to_dict()
+        elif r["metric"] == "fid" and r["n_images"] >= 3:
+            assert r["ci_low"] < r["ci_high"] and "bootstrap" in r["note"]
+    compared = stats[stats["vs"] == "ugpnet"]
+    assert set(compared["method"]) == set(CELLS) - {"ugpnet"}
+    vs = pd.read_csv(table.with_name("table1_vs_paper.csv"))
+    assert list(vs.columns) == VS_PAPER_COLUMNS
+    cell = vs[(vs["method"] == "ugpnet") & (vs["metric"] == "psnr")].iloc[0]
+    assert cell["paper"] == 30.0 and cell["diff"] == pytest.approx(cell["ours"] - 30.0, abs=1e-4)
+    md = table.with_name("table1_vs_paper.md").read_text()
+    assert "not transcribed" in md and "30.00" in md

@@ -317,3 +317,49 @@ def table2_markdown(df: pd.DataFrame, meta: Mapping, title: str) -> str:
     lines += ["", "Times are not comparable across devices; the ratios to NAFNet are the "
               "comparable column. Source of the paper's values: " + meta["paper_source"], ""]
     return "\n".join(lines)
+
+
+VS_PAPER_COLUMNS = ["task", "method", "metric", "ours", "ours_ci_low", "ours_ci_high", "paper",
+                    "diff", "paper_in_ci", "note"]
+
+
+def table1_vs_paper(stats: pd.DataFrame, paper_value) -> pd.DataFrame:
+    """Table 1 beside the paper's published numbers: per (task, method, metric) our mean and
+    95 % interval (``stats``: :func:`cell_stats`), the paper's value (``paper_value(task,
+    method, metric)`` -> float or None), ``diff`` = ours − paper and whether the paper's value
+    lies in our interval. A cell the paper file does not hold says ``not transcribed``."""
+    first = stats.drop_duplicates(["method", "task", "metric"])
+    rows = []
+    for _, r in first.iterrows():
+        paper = paper_value(r["task"], r["method"], r["metric"])
+        has_ci = r["ci_low"] == r["ci_low"]
+        rows.append({"task": r["task"], "method": r["method"], "metric": r["metric"],
+                     "ours": r["mean"], "ours_ci_low": r["ci_low"], "ours_ci_high": r["ci_high"],
+                     "paper": float("nan") if paper is None else paper,
+                     "diff": float("nan") if paper is None else r["mean"] - paper,
+                     "paper_in_ci": ("" if paper is None or not has_ci else
+                                     bool(r["ci_low"] <= paper <= r["ci_high"])),
+                     "note": "not transcribed (ugpnet/published/wacv2024.yaml)" if paper is None
+                     else ""})
+    return pd.DataFrame(rows, columns=VS_PAPER_COLUMNS)
+
+
+def vs_paper_markdown(df: pd.DataFrame, title: str, source: str) -> str:
+    """The vs-paper view for people: per task, method × metric cells ``ours [CI] | paper | Δ``."""
+    digits = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 1}
+    lines = [f"# {title}", "", f"Paper: {source}. Δ = ours − paper; a paper value inside our "
+             "95 % interval is marked ✓.", ""]
+    for task, sub in df.groupby("task", sort=False):
+        lines += [f"## {task}", "", "| method | metric | ours [95 % CI] | paper | Δ |",
+                  "|---|---|---|---|---|"]
+        for _, r in sub.iterrows():
+            d = digits.get(r["metric"], 4)
+            ours = "" if r["ours"] != r["ours"] else f"{r['ours']:.{d}f}"
+            if r["ours_ci_low"] == r["ours_ci_low"]:
+                ours += f" [{r['ours_ci_low']:.{d}f}, {r['ours_ci_high']:.{d}f}]"
+            paper = "not transcribed" if r["paper"] != r["paper"] else f"{r['paper']:.{d}f}" + \
+                (" ✓" if r["paper_in_ci"] is True else "")
+            diff = "" if r["diff"] != r["diff"] else f"{r['diff']:+.{d}f}"
+            lines.append(f"| {r['method']} | {r['metric'].upper()} | {ours} | {paper} | {diff} |")
+        lines.append("")
+    return "\n".join(lines)

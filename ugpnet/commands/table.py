@@ -94,11 +94,37 @@ def run(args) -> int:
                          f"{_note(cfg)}; test split)")
     with atomic_path(out.with_suffix(".md"), suffix=".md") as tmp:
         tmp.write_text(md, encoding="utf-8")
+    _write_html(md, out.with_suffix(".html"))
+    if cfg["table1"].get("vs_paper"):
+        _vs_paper(cfg, stats, out)
     write_csv(df, args.out, meta, families=families, options=options)
     print(df.round(4).to_string())
     if options_footnote(options):
         print(options_footnote(options))
     return 0
+
+
+def _vs_paper(cfg, stats, out: Path) -> None:
+    """``table1_vs_paper.{csv,md}`` beside Table 1: ours against the paper's published numbers
+    (ugpnet/published/wacv2024.yaml), cell by cell (table1.vs_paper: the paper profile)."""
+    from ..io import atomic_path
+    from ..published import paper_numbers, table1_value
+    from ..tables import table1_vs_paper, vs_paper_markdown
+
+    paper = paper_numbers()["table1"]
+    df = table1_vs_paper(stats, table1_value)
+    source = (f"{paper.get('transcribed_from') or 'not transcribed'} "
+              f"(ugpnet/published/wacv2024.yaml: {paper['status']})")
+    title = (f"Table 1 against the paper ({cfg['profile']} profile, experiment "
+             f"{cfg['experiment']}: {_note(cfg)}; test split)")
+    base = out.with_name(out.stem + "_vs_paper")
+    with atomic_path(base.with_suffix(".md"), suffix=".md") as tmp:
+        tmp.write_text(vs_paper_markdown(df, title, source), encoding="utf-8")
+    with atomic_path(base.with_suffix(".csv"), suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    if paper["status"] == "not_transcribed":
+        print("note: the paper's Table 1 numbers are not transcribed in "
+              "ugpnet/published/wacv2024.yaml: table1_vs_paper shows ours only")
 
 
 def _numeric(df) -> dict:
