@@ -25,6 +25,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "table": "table",
     "plots": "plots",
+    "figures": "figures",
     "params": "params",
     "check": "check",
     "bench": "bench",
@@ -73,7 +74,7 @@ WRITE_ELSEWHERE = {"prepare": "--out DIR, or paths.data", "kernels": "--out FILE
                    "degrade": "--out DIR", "train": "--runs DIR, or paths.runs",
                    "pretrain-prior": "--out DIR, or paths.runs", "restore": "--out DIR",
                    "evaluate": "--out FILE", "table": "--out FILE", "bench": "--out FILE",
-                   "plots": "--out DIR"}
+                   "plots": "--out DIR", "figures": "--out DIR"}
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
 
