@@ -1,0 +1,118 @@
+# The figures (docs/FIGURES.md): snakemake --cores all figures -> <results>/figures/{*.png,
+# *.pdf, index.json}. What each figure reads and writes: ugpnet.commands.figures.FigurePlan (the
+# command asks the same plan). `figures:` in params.yaml is drawing only: changing it reruns the
+# figures rule (and Fig. 7's preparation when its image changes), nothing else.
+from ugpnet.commands.figures import FigurePlan
+
+FIGS = FigurePlan(PLAN)
+FIG_CAPTIONS = {  # figure file (without suffix) -> its caption in workflow/report/
+    "figure5": "figure5.rst",
+    "figure6": "figure6.rst",
+    "figure7": "figure7_ood.rst",
+    "figure4_metrics": "figure4_metrics.rst",
+    "perception_distortion": "perception_distortion.rst",
+    "psnr_distributions": "figure_psnr_distributions.rst",
+}
+
+
+def fig_outputs():
+    """The figures' files; each PNG is in the Snakemake report (snakemake --report)."""
+    out = []
+    for f in FIGS.outputs():
+        stem = os.path.splitext(os.path.basename(f))[0]
+        if f.endswith(".png"):
+            caption = FIG_CAPTIONS.get(stem, "figure4.rst" if stem.startswith("figure4_") else None)
+            out.append(report(f, caption=f"../report/{caption}", category="Figures",
+                              subcategory=stem))
+        else:
+            out.append(f)
+    return out
+
+
+rule ood_prepare:
+    # Fig. 7's ground truth: the out-of-distribution photograph (figures.figure7.image), its
+    # central square at data.resolution
+    output:
+        manifest=FIGS.ood_gt_manifest(),
+    params:
+        ood=FIGS.ood_config(),
+        out=lambda w, output: dirname(output.manifest),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/ood_prepare.log",
+    benchmark:
+        f"{BENCH}/ood_prepare/ood_prepare.tsv",
+    shell:
+        logged("\"$UGPNET_PYTHON\" -m ugpnet figures --prepare-ood --out {params.out}")
+
+
+rule ood_degrade:
+    # degraded as the task's test split: its seed and (deblur) its kernel bank
+    input:
+        gt=rules.ood_prepare.output.manifest,
+        kernels=lambda w: [b for b in [PLAN.degrade_bank(w.task, "test")] if b],
+    output:
+        manifest=f"{RES}/ood/lq/{{task}}/manifest.json",
+    params:
+        deg=lambda w: PLAN.degradation_config(w.task),
+        gt=lambda w, input: dirname(input.gt),
+        out=lambda w, output: dirname(output.manifest),
+        kernels=lambda w, input: f"--kernels {input.kernels[0]}" if input.kernels else "",
+        seed=PLAN.degrade_seed("test"),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/ood_degrade_{{task}}.log",
+    benchmark:
+        f"{BENCH}/ood_degrade/{{task}}.tsv",
+    shell:
+        logged("\"$UGPNET_PYTHON\" -m ugpnet degrade"
+               " --task {wildcards.task} --seed {params.seed} --in {params.gt}"
+               " --out {params.out} {params.kernels} --no-progress")
+
+
+rule ood_restore:
+    # Table 1's trained model of the method, every output (UGPNet: x_reg, x_syn, x_hat)
+    input:
+        model=lambda w: [m for m in [PLAN.final_model(w.method, w.task)] if m],
+        lq=f"{RES}/ood/lq/{{task}}/manifest.json",
+    output:
+        manifest=f"{RES}/ood/restored/{{method}}/{{task}}/manifest.json",
+    params:
+        lq=lambda w, input: dirname(input.lq),
+        out=lambda w, output: dirname(output.manifest),
+        checkpoint=lambda w, input: f"--checkpoint {input.model}" if input.model else "",
+    threads: CFG["threads"]["eval"]
+    conda:
+        ENV
+    log:
+        f"{LOGS}/ood_restore_{{method}}_{{task}}.log",
+    benchmark:
+        f"{BENCH}/ood_restore/{{method}}_{{task}}.tsv",
+    shell:
+        logged("\"$UGPNET_PYTHON\" -m ugpnet restore"
+               " --method {wildcards.method} --task {wildcards.task}"
+               " {params.checkpoint} --in {params.lq} --out {params.out} --intermediate"
+               " --threads {threads} --no-progress")
+
+
+rule figures:
+    # Fig. 4-7, the perception-distortion plot and the per-image PSNR distributions, with
+    # index.json (the images shown, their sha256, the crop boxes); figures.which selects them
+    input:
+        FIGS.all_inputs(),
+    output:
+        fig_outputs(),
+    params:
+        figures=CFG.get("figures"),
+        figure4=CFG.get("figure4"),
+        out=FIGS.out_dir(),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/figures.log",
+    benchmark:
+        f"{BENCH}/figures/figures.tsv",
+    shell:
+        logged("\"$UGPNET_PYTHON\" -m ugpnet figures --out {params.out}")
