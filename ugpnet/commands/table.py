@@ -272,10 +272,20 @@ def _table3(plan, args) -> int:
           "modules.\n")
     with atomic_path(out.with_suffix(".md"), suffix=".md") as tmp:
         tmp.write_text(md, encoding="utf-8")
+    _write_html(md, out.with_suffix(".html"))
     with atomic_path(out, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.4f")
     print(shown.to_string(index=False))
     return 0
+
+
+def _write_html(md: str, path: Path) -> None:
+    """The table's Markdown as an HTML page beside it (what ``snakemake --report`` shows)."""
+    from ..io import atomic_path
+    from ..table_html import markdown_page
+
+    with atomic_path(path, suffix=".html") as tmp:
+        tmp.write_text(markdown_page(md), encoding="utf-8")
 
 
 def _bench_seconds(path: Path) -> float | None:
