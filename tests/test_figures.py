@@ -166,18 +166,64 @@ def test_display_names():
 
 
 # ----------------------------------------------------------------------------- the command
-METHOD_COLOURS = {"input": 0, "nafnet": 1, "ugpnet": 2, "rrdbnet": 3, "gt": 5}
 # tiny's Table 1: input, nafnet, rrdbnet, ugpnet wherever each runs the task
 TINY_CELLS = {"denoise": ["input", "nafnet", "ugpnet"],
               "deblur": ["input", "nafnet", "rrdbnet", "ugpnet"],
               "sr": ["input", "nafnet", "rrdbnet", "ugpnet"]}
+# every column its own colours: outer (outside the crop box) and inner (inside it)
+PALETTE = [(230, 30, 30), (30, 200, 30), (30, 30, 230), (240, 140, 0), (120, 60, 20),
+           (255, 160, 200), (10, 90, 60), (140, 0, 160), (0, 160, 160), (160, 160, 0),
+           (90, 90, 90), (250, 250, 120), (0, 0, 0)]
+KEYS = ["gt", "input", "nafnet", "rrdbnet", "ugpnet", "unet", "ugpnet-unet", "hinet",
+        "ugpnet-hinet", "ugpnet-nafnet", "ugpnet-rrdbnet", "ugpnet:x_reg", "ugpnet:x_syn"]
+
+
+def colours(key: str):
+    """The (outer, inner) colours of a column's images (``ugpnet`` = its x_hat)."""
+    outer = PALETTE[KEYS.index(key)]
+    return outer, PALETTE[(KEYS.index(key) + 5) % len(PALETTE)]
+
+
+def _restored(folder: Path, stems, key: str, size: int, outputs=("x_hat",), metrics=None):
+    """A restored folder as ``ugpnet restore`` leaves it: the images of every output, then
+    the manifest with their sha256."""
+    digests = {o: {} for o in outputs}
+    for o in outputs:
+        sub = folder if o == outputs[0] else folder / o
+        k = key if o == outputs[0] else f"{key}:{o}"
+        for stem in stems:
+            write_png(sub / f"{stem}.png", _image(*colours(k), size))
+            digests[o][f"{stem}.png"] = sha256_file(sub / f"{stem}.png")
+    (folder / "manifest.json").write_text(json.dumps(
+        {"tool": "ugpnet restore", "checkpoint": None, "outputs": list(outputs),
+         "sha256": digests[outputs[0]], "intermediate_sha256": {o: digests[o]
+                                                                for o in outputs[1:]}}))
+
+
+def _scored(plan, method, task, stems):
+    per_image = {stem: {"psnr": 20.0 + k, "ssim": 0.5, "lpips": 0.1 * (k + 1)}
+                 for k, stem in enumerate(stems)}
+    mean = {"psnr": 21.5, "ssim": 0.5, "lpips": 0.25, "fid": 80.0}
+    path = Path(plan.metrics_file(method, task))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": "ugpnet-evaluations/1", "method": method,
+                                "task": task, "splits": {"test": {plan.outputs(method)[0]: {
+                                    "mean": mean, "per_image": per_image, "protocol": {}}}}}))
+    return mean
+
+
+def _listed(folder: Path, names) -> None:
+    """A data manifest (``ugpnet degrade``, ``ugpnet figures --prepare-ood``): ``files``."""
+    (folder / "manifest.json").write_text(json.dumps(
+        {"files": [{"name": n, "sha256": sha256_file(folder / n)} for n in names]}))
 
 
 @pytest.fixture
 def results(tmp_path, monkeypatch):
     """A tiny configuration's results, made up: the test split's ground truth (4 images; the
-    manifest order is not the sorted order), every Table 1 cell restored (each method's images
-    in its own colours), scored, and table1_stats.csv."""
+    manifest order is not the sorted order), every cell of Table 1 and of Figure 4 restored
+    (each column's images in its own colours) and scored, table1_stats.csv, and Fig. 7's
+    photograph degraded and restored (UGPNet with x_reg and x_syn; NAFNet as the baseline)."""
     from ugpnet.config import load_config
     from ugpnet.plan import Plan
 
@@ -188,39 +234,48 @@ def results(tmp_path, monkeypatch):
     size = cfg["data"]["resolution"]
     ids = ["b_000", "a_000", "b_001", "a_001"]  # manifest order: round-robin over photos
     gt_dir = Path(plan.gt_dir("test"))
-    files = []
     for stem in ids:
-        write_png(gt_dir / f"{stem}.png", _image(*COLOURS[METHOD_COLOURS["gt"]], size))
-        files.append({"name": f"{stem}.png", "sha256": sha256_file(gt_dir / f"{stem}.png")})
-    Path(plan.gt_manifest()).write_text(json.dumps(
-        {"format": "ugpnet-gt/1", "splits": {"test": {"count": 4, "files": files}}}))
-    stats = []
+        write_png(gt_dir / f"{stem}.png", _image(*colours("gt"), size))
+    Path(plan.gt_manifest()).write_text(json.dumps({"format": "ugpnet-gt/1", "splits": {
+        "test": {"count": 4, "files": [{"name": f"{s}.png", "sha256": sha256_file(
+            gt_dir / f"{s}.png")} for s in ids]}}}))
     assert sorted(plan.table_cells()) == sorted((m, t) for t, ms in TINY_CELLS.items()
                                                 for m in ms)
-    for task, methods in TINY_CELLS.items():
-        for method in methods:
-            folder = Path(plan.restored_dir(method, task, "test"))
-            digests, per_image = {}, {}
-            for k, stem in enumerate(ids):
-                write_png(folder / f"{stem}.png", _image(*COLOURS[METHOD_COLOURS[method]], size))
-                digests[f"{stem}.png"] = sha256_file(folder / f"{stem}.png")
-                per_image[stem] = {"psnr": 20.0 + k, "ssim": 0.5, "lpips": 0.1 * (k + 1)}
-            (folder / "manifest.json").write_text(json.dumps(
-                {"tool": "ugpnet restore", "method": method, "task": task, "checkpoint": None,
-                 "outputs": list(plan.outputs(method)), "sha256": digests,
-                 "intermediate_sha256": {}}))
-            record = {"mean": {"psnr": 21.5, "ssim": 0.5, "lpips": 0.25, "fid": 80.0},
-                      "per_image": per_image, "protocol": {}}
-            out = plan.outputs(method)[0]
-            Path(plan.metrics_file(method, task)).parent.mkdir(parents=True, exist_ok=True)
-            Path(plan.metrics_file(method, task)).write_text(json.dumps(
-                {"schema": "ugpnet-evaluations/1", "method": method, "task": task,
-                 "splits": {"test": {out: record}}}))
-            for metric, mean in record["mean"].items():
-                stats.append({"method": method, "task": task, "metric": metric, "mean": mean,
-                              "ci_low": mean - 1, "ci_high": mean + 1})
+    stats = []
+    for method, task in dict.fromkeys([*plan.table_cells(), *plan.figure4_cells()]):
+        _restored(Path(plan.restored_dir(method, task, "test")), ids, method, size)
+        mean = _scored(plan, method, task, ids)
+        if (method, task) in set(plan.table_cells()):
+            stats += [{"method": method, "task": task, "metric": k, "mean": v,
+                       "ci_low": v - 1, "ci_high": v + 1} for k, v in mean.items()]
     pd.DataFrame(stats).to_csv(plan.table1_csv().replace(".csv", "_stats.csv"), index=False)
+    ood = Path("results/tiny/default/ood")
+    write_png(ood / "gt" / "brick.png", _image(*colours("gt"), size))
+    (ood / "gt" / "manifest.json").write_text(json.dumps(
+        {"image": "skimage:brick.png", "source_file": "brick.png", "source_sha256": "0" * 64,
+         "geometry": "central square", "files": [{"name": "brick.png", "sha256": sha256_file(
+             ood / "gt" / "brick.png")}]}))
+    for task in TINY_CELLS:
+        lq = ood / "lq" / task
+        write_png(lq / "brick.png", _image(*colours("input"), 4 if task == "sr" else size))
+        _listed(lq, ["brick.png"])
+        _restored(ood / "restored" / "ugpnet" / task, ["brick"], "ugpnet", size,
+                  outputs=plan.outputs("ugpnet"))
+        _restored(ood / "restored" / "nafnet" / task, ["brick"], "nafnet", size)
     return plan, ids
+
+
+def _panels_show_their_images(png: np.ndarray, entry: dict) -> None:
+    """Every panel of an index entry shows its column's colours where the index says, and its
+    crop panel the inside of the box."""
+    for im in entry["images"]:
+        for panel in im["panels"]:
+            assert Path(panel["file"]).stem == im["id"]
+            assert panel["sha256"] == sha256_file(panel["file"])
+            outer, inner = colours(panel["column"])
+            assert _close(_pixel(png, panel["bbox_px"], 0.1, 0.1), outer), panel
+            assert _close(_pixel(png, panel["bbox_px"], 0.5, 0.5), inner), panel
+            assert _close(_pixel(png, panel["crop_bbox_px"], 0.15, 0.85), inner), panel
 
 
 def _figures(*extra) -> int:
@@ -248,16 +303,8 @@ def test_the_command_draws_the_documented_images_and_indexes_them(results):
     png = np.asarray(Image.open(out / "figure5.png").convert("RGB"))
     assert [(im["task"], im["id"]) for im in f5["images"]] == \
         [(t, i) for t in ("denoise", "deblur") for i in ids[:2]]
+    _panels_show_their_images(png, f5)
     for im in f5["images"]:
-        for panel in im["panels"]:
-            # the file shown is the restored (or ground-truth) image of that id, as its
-            # manifest records it
-            assert Path(panel["file"]).name == f"{im['id']}.png"
-            assert panel["sha256"] == sha256_file(panel["file"])
-            outer, inner = COLOURS[METHOD_COLOURS[panel["column"]]]
-            assert _close(_pixel(png, panel["bbox_px"], 0.1, 0.1), outer), panel
-            assert _close(_pixel(png, panel["bbox_px"], 0.5, 0.5), inner), panel
-            assert _close(_pixel(png, panel["crop_bbox_px"], 0.15, 0.85), inner), panel
         metrics = {p["column"]: p.get("metrics") for p in im["panels"]}
         assert metrics["ugpnet"]["psnr"] == 20.0 + ids.index(im["id"])
     assert figs["figure6"]["columns"] == {"sr": ["input", "rrdbnet", "ugpnet", "gt"]}
@@ -265,6 +312,42 @@ def test_the_command_draws_the_documented_images_and_indexes_them(results):
         {(m, t) for t, ms in TINY_CELLS.items() for m in ms}
     assert figs["psnr_distributions"]["counts"]["sr"] == {"input": 4, "nafnet": 4, "rrdbnet": 4,
                                                           "ugpnet": 4}
+
+
+def test_every_figure_by_default_fig4_and_fig7_included(results):
+    plan, ids = results
+    assert _figures("--set", "figures.figure7.baseline=nafnet") == 0
+    out = Path(plan.results) / "figures"
+    index = json.loads((out / "index.json").read_text())
+    figs = {f["name"]: f for f in index["figures"]}
+    assert list(figs) == ["figure4_deblur", "figure4_sr", "figure4_metrics", "figure5", "figure6",
+                          "figure7", "perception_distortion", "psnr_distributions"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f for e in index["figures"] for f in e["files"]] + ["index.json"])
+    pairs = [["unet", "ugpnet-unet"], ["hinet", "ugpnet-hinet"], ["nafnet", "ugpnet-nafnet"],
+             ["rrdbnet", "ugpnet-rrdbnet"]]
+    for task in ("deblur", "sr"):
+        entry = figs[f"figure4_{task}"]
+        assert entry["columns"] == {task: ["input", *[m for p in pairs for m in p], "gt"]}
+        _panels_show_their_images(np.asarray(Image.open(out / entry["files"][0]).convert("RGB")),
+                                  entry)
+    values = figs["figure4_metrics"]["values"]
+    assert {(v["task"], v["backbone"], v["setting"], v["metric"]) for v in values} == {
+        (t, a, s, m) for t in ("deblur", "sr") for a, _ in pairs for s in ("alone", "inside")
+        for m in ("psnr", "lpips")}
+    assert all(v["mean"] == 21.5 and v["ci_low"] < 21.5 < v["ci_high"] for v in values
+               if v["metric"] == "psnr")  # the per-image values 20..23, bootstrapped
+    f7 = figs["figure7"]
+    assert f7["ood_image"]["spec"] == "skimage:brick.png" and f7["tasks"] == list(TINY_CELLS)
+    for im in f7["images"]:  # LQ | x_reg | x_syn | x_hat | baseline | GT, each its own image
+        assert [p["column"] for p in im["panels"]] == [
+            "input", "ugpnet:x_reg", "ugpnet:x_syn", "ugpnet:x_hat", "nafnet", "gt"]
+        assert Path(im["panels"][1]["file"]).parent.name == "x_reg"
+        for p in im["panels"]:
+            p["column"] = p["column"].replace(":x_hat", "")
+        psnr = [p["metrics"]["psnr"] if "metrics" in p else None for p in im["panels"]]
+        assert (psnr[0] is None) == (im["task"] == "sr")  # 4x4 SR input: no PSNR
+    _panels_show_their_images(np.asarray(Image.open(out / "figure7.png").convert("RGB")), f7)
 
 
 def test_the_images_can_be_named_and_a_missing_one_is_an_error(results):
