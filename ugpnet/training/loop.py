@@ -5,6 +5,12 @@ backward/optimiser work), ``predict(lq)`` for validation, ``weights()`` (what is
 exported), and ``state()``/``load_state()`` for resuming. ``last.pt`` also holds the data
 position (:class:`~ugpnet.training.stream.DataStream`) and the torch / Python RNG states, so a
 resumed run continues exactly where the killed one was.
+
+While it trains, a run draws its loss curves and, at each validation, an image grid of fixed val
+images (optionally TensorBoard events too): :mod:`.visuals`, switched by ``logging:`` of
+params.yaml (never part of a stage's identity). A stage object may name its single output for
+the grid (``output_label``, e.g. ``"x_reg"``; default ``"output"``); a dict prediction names its
+own.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from ..errors import TrainingDiverged
 from .run import Run
 from .stream import DataStream
 from .validate import validate
+from .visuals import Visuals
 
 
 class Stage(Protocol):
@@ -112,15 +119,26 @@ def validation_line(tag: str, it: int, total: int, metrics: Mapping, selected: b
 
 def run_stage(stage: Stage, *, run: Run, train: Mapping, train_loader, val_loader, device,
               progress: bool = True, extra_summary: Mapping | None = None) -> dict:
+    label = run.label
+    title = "/".join(str(label[k]) for k in ("method", "task", "stage") if label.get(k))
+    # before the folder is touched: TensorBoard switched on without the package stops here
+    visuals = Visuals(run.dir, run.logging, title=title or str(run.dir),
+                      output_label=getattr(stage, "output_label", None) or "output", say=say)
     resume = run.start()
+    ended = False
     try:
-        return _loop(stage, run, train, train_loader, val_loader, device, progress, resume,
-                     extra_summary)
+        visuals.begin(None if resume is None else int(resume["iter"]))
+        out = _loop(stage, run, train, train_loader, val_loader, device, progress, resume,
+                    extra_summary, visuals)
+        ended = True
+        return out
     finally:
+        visuals.close(final=not ended)  # a failed stage: its curves up to the failure
         run.close()
 
 
-def _loop(stage, run, train, train_loader, val_loader, device, progress, resume, extra_summary):
+def _loop(stage, run, train, train_loader, val_loader, device, progress, resume, extra_summary,
+          visuals):
     batches = DataStream(train_loader)
     start = 0
     if resume is not None:
@@ -135,12 +153,15 @@ def _loop(stage, run, train, train_loader, val_loader, device, progress, resume,
 
     def do_validate(it: int) -> None:
         _train_mode(stage, False)
+        rows = visuals.grid_rows()  # the first val images, as validation predicts them
         metrics = validate(stage.predict, val_loader, device, train.get("val_max_images", 100),
                            lpips_net=v["lpips_net"], psnr_cap_db=v["psnr_cap_db"],
-                           lpips=v["lpips"] == "always" or run.select_metric == "lpips")
+                           lpips=v["lpips"] == "always" or run.select_metric == "lpips",
+                           on_image=rows)
         _train_mode(stage, True)
         selected = run.validated(it, metrics, stage.weights())
         say(validation_line(tag, it, total, metrics, selected, run))
+        visuals.validated(it, metrics, rows)
 
     if total == 0 or (start >= total and not (run.dir / "best.pt").exists()):
         do_validate(start)
@@ -165,6 +186,7 @@ def _loop(stage, run, train, train_loader, val_loader, device, progress, resume,
                 means["lr"] = float(parts["lr"])
             sec = (now - t_last) / count
             run.log.write({"iter": done, **means, "sec_per_iter": sec})
+            visuals.logged(done, {**means, "sec_per_iter": sec})
             bar.set_postfix({k: f"{val:.4f}" for k, val in list(means.items())[:3]})
             if not progress:  # one line per window in the job's log instead of a bar
                 rate = (done - start) / max(now - t_start, 1e-9)
@@ -178,4 +200,5 @@ def _loop(stage, run, train, train_loader, val_loader, device, progress, resume,
         if done % train["ckpt_every"] == 0 or done == total:
             run.save_last(done, {"stage": stage.state(), "rng": rng_state(),
                                  "data": batches.state()})
+    visuals.curves(force=True)  # the final curves, before summary.json marks the stage done
     return run.finish({"total_iters": total, **(extra_summary or {})})

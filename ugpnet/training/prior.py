@@ -27,14 +27,17 @@ from .gan import GAN_RANGE, Critic
 from .loop import rng_state, set_rng_state
 from .run import OPERATIONAL_KEYS, Run, finished_model
 from .stream import DataStream
+from .visuals import Visuals
 
 PRIOR_FORMAT = "ugpnet-bench/stylegan2-prior"
 
 
 def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
-                   progress: bool = True, restart: bool = False) -> dict:
+                   progress: bool = True, restart: bool = False,
+                   logging: Mapping | None = None) -> dict:
     """Train a StyleGAN2 prior on the prepared ground truth ``gt`` (its ``train/`` split and
-    ``manifest.json``) into ``out``; resumes exactly."""
+    ``manifest.json``) into ``out``; resumes exactly. ``logging``: ``logging:`` of params.yaml
+    (its loss curves and TensorBoard scalars, :mod:`.visuals`; no identity)."""
     p = sg["pretrain"]
     total = int(p["total_iters"])
     if total < 1:
@@ -50,7 +53,7 @@ def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
     identity = {"stylegan2": semantic, "seed": seed,
                 "inputs": {"gt": input_digest(gt_manifest) if gt_manifest.exists() else None}}
     run = Run(out, {"stylegan2": dict(sg), "gt": str(gt), "seed": seed}, identity=identity,
-              label={"stage": "prior"}, restart=restart)
+              label={"stage": "prior"}, restart=restart, logging=logging)
     done = None if restart else finished_model(out / "model.pt", run.hash)
     if done is not None:
         print(f"{out}: already finished with this identity (model.pt)", flush=True)
@@ -75,8 +78,11 @@ def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
     ds = OnTheFlyDegradationDataset(gt / "train", lambda img, rng: img,
                                     seed=seed, crop=None, flip=True)
     batches = DataStream(make_loader(ds, p["batch_size"], True, 0, seed))
+    visuals = Visuals(out, run.logging, title=f"prior {out.name}")  # no grids: no validation
     s = run.start()
+    ended = False
     try:
+        visuals.begin(None if s is None else int(s["iter"]))
         start = 0
         if s is not None:
             stage.load_state(s)
@@ -92,6 +98,7 @@ def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
             done = it + 1
             if done % p["log_every"] == 0 or done == total:
                 run.log.write({"iter": done, **logged})
+                visuals.logged(done, logged)
                 if not progress:
                     print(f"[prior] iter {done}/{total} g_loss={logged['g_loss']:.4g} "
                           f"d_loss={logged['d_loss']:.4g}", flush=True)
@@ -104,9 +111,12 @@ def pretrain_prior(sg: Mapping, gt: Path, out: Path, device, seed: int = 0,
                                            "d": D.state_dict(), "summary": summary,
                                            "label": run.label, "identity_hash": run.hash})
         _sample_grid(stage.g_eval, out / "samples.png", device, seed)
+        visuals.curves(force=True)
+        ended = True
         atomic_write_json(out / "summary.json", summary)
         return summary
     finally:
+        visuals.close(final=not ended)
         run.close()
 
 

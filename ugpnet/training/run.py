@@ -10,6 +10,9 @@ A run folder (``runs/<profile>/<experiment>/<method>/<task>/<stage>/``) holds:
 - ``val.jsonl``     one line per validation (metrics on the val split)
 - ``model.pt``      the selected weights + summary, written LAST: its presence means done
 - ``.lock``         held while a trainer works here (:mod:`.lock`)
+- ``loss_curves.png``, ``val_grids/iter_<N>.png``, ``tensorboard/``  what it shows while it
+                    trains (:mod:`.visuals`): side files, moved aside with the state, dropped by
+                    a fresh start, the grids after the checkpoint dropped by a resume
 - ``superseded-<hash>/``  the state of an earlier run of this stage with another identity
 
 **Identity.** What defines the result: the stage's configuration slice without operational keys
@@ -46,6 +49,7 @@ from ..errors import CheckpointError
 from ..io import atomic_path, atomic_write_json
 from ..provenance import code_version, describe_code, digest_of
 from .lock import RunLock
+from .visuals import LOSS_CURVES, VISUAL_FILES, drop_grids_after, logging_settings, remove_visuals
 
 # options that change how a run goes, not what it produces: never part of an identity
 # (checkpoint_sha256 only verifies a file whose content digest is already part of the identity)
@@ -156,10 +160,12 @@ class Run:
     def __init__(self, out_dir: str | os.PathLike, options: Mapping, select_metric: str = "psnr",
                  identity: Mapping | None = None, label: Mapping | None = None,
                  restart: bool = False, validation: Mapping | None = None,
-                 operational: Mapping | None = None):
+                 operational: Mapping | None = None, logging: Mapping | None = None):
         """``select_metric``: psnr/ssim (highest on val), lpips (lowest) or final (last).
         ``identity``: what defines the result (default: ``options``); ``label``: method, task,
-        stage, profile... recorded in ``model.pt``; ``restart``: supersede any earlier state."""
+        stage, profile... recorded in ``model.pt``; ``restart``: supersede any earlier state;
+        ``logging``: ``logging:`` of params.yaml (curves, grids, TensorBoard: never part of the
+        identity, :mod:`.visuals`)."""
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.options = dict(options)
@@ -169,6 +175,7 @@ class Run:
         self.restart = restart
         self.validation = {**DEFAULT_VALIDATION, **dict(validation or {})}
         self.operational = dict(operational or {})
+        self.logging = logging_settings(logging)
         self.select_metric = select_metric
         self.higher_is_better = select_metric in ("psnr", "ssim")
         self.log = JsonlLog(self.dir / "log.jsonl")
@@ -195,8 +202,10 @@ class Run:
             return {}
 
     def supersede(self, reason: str, old_hash: str | None) -> Path | None:
-        """Move every state file aside to ``superseded-<old hash>/``; return that folder."""
-        present = [n for n in STATE_FILES + ("options.json",) if (self.dir / n).exists()]
+        """Move every state file (and the visuals drawn from it) aside to
+        ``superseded-<old hash>/``; return that folder."""
+        present = [n for n in STATE_FILES + ("options.json",) + VISUAL_FILES
+                   if (self.dir / n).exists()]
         if not any(n in STATE_FILES for n in present):
             return None
         base = self.dir / f"superseded-{old_hash or 'unknown'}"
@@ -232,7 +241,7 @@ class Run:
         self.lock.acquire()
         for tmp in self.dir.iterdir():  # temp files of writes a kill cut short (we hold the lock)
             if tmp.is_file() and any(tmp.name.startswith(f".{n}.")
-                                     for n in STATE_FILES + ("options.json",)):
+                                     for n in STATE_FILES + ("options.json", LOSS_CURVES)):
                 tmp.unlink()
         old = self._recorded()
         why = self._why_afresh(old)
@@ -249,12 +258,14 @@ class Run:
             self.best_iter = resume.get("best_iter")
             self.log.truncate_after(resume["iter"])
             self.val_log.truncate_after(resume["iter"])
+            drop_grids_after(self.dir, resume["iter"])  # drawn after the checkpoint
             self._resume_segments(resume, old)
             self.say(f"resuming from iteration {resume['iter']} (identity {self.hash})")
         else:
             partial = [n for n in ("best.pt", "log.jsonl", "val.jsonl") if (self.dir / n).exists()]
             for name in partial:
                 (self.dir / name).unlink()
+            partial += remove_visuals(self.dir)  # drawn from the dropped logs
             if partial:
                 self.say(f"no checkpoint yet: starting at iteration 0 ({', '.join(partial)} of "
                          f"the interrupted attempt dropped)")

@@ -25,7 +25,8 @@ def _lpips(device, net: str) -> LPIPSMetric:
 @torch.no_grad()
 def validate(predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor] | torch.Tensor],
              loader, device, max_images: int = 100, lpips_net: str = "alex",
-             psnr_cap_db: float = 100.0, lpips: bool = True) -> dict:
+             psnr_cap_db: float = 100.0, lpips: bool = True,
+             on_image: Callable[[int, Mapping, object], None] | None = None) -> dict:
     """Mean metrics of ``predict(lq)`` over the val loader (batch size 1).
 
     ``predict`` returns an image tensor, or a dict of named image tensors (e.g. x_reg, x_syn, x_hat
@@ -33,6 +34,8 @@ def validate(predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor] | torc
     Per-image PSNR is capped at ``psnr_cap_db`` before averaging. ``lpips=False`` leaves LPIPS
     out (``validation.lpips: when_selected`` for a stage that does not select on it: the LPIPS
     network's imports (torchvision, ~3 s) are most of a small job's validation cost).
+    ``on_image(index, batch, prediction)`` is called for every validated image, in the val
+    split's order (the run's image grid keeps the first few, :mod:`.visuals`).
     """
     sums: dict[str, list[float]] = {}
     lp = _lpips(device, lpips_net) if lpips else None
@@ -42,6 +45,8 @@ def validate(predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor] | torc
             break
         out = predict(batch["lq"].to(device))
         outs = out if isinstance(out, Mapping) else {"": out}
+        if on_image is not None:
+            on_image(n, batch, out)
         gt = to_uint8(batch["gt"][0])
         for i, (name, img) in enumerate(outs.items()):
             pred = to_uint8(img[0])
