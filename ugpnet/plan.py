@@ -587,7 +587,10 @@ class Plan:
                             device=device, progress=progress, restart=restart, identity=identity,
                             label=self.label(method, task, stage),
                             operational=operational_of(raw), precision=precision,
-                            validation=to_plain(self.cfg["validation"]))
+                            validation=to_plain(self.cfg["validation"]),
+                            # curves, grids, TensorBoard: how a run shows itself, not what it
+                            # makes (in no stage_config, so in no identity)
+                            logging=to_plain(self.cfg.get("logging") or {}))
 
     # ------------------------------------------------------------------ stale models
     def missing_inputs(self, method: str, task: str, stage: str) -> dict[str, str]:

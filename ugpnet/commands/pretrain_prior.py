@@ -52,7 +52,7 @@ def run(args) -> int:
     print(f"prior '{name}' -> {out}", flush=True)
     summary = pretrain_prior(cfg["priors"][name], gt, out, resolve_device(cfg["device"]),
                              seed=cfg["data"]["seed"], progress=not args.no_progress,
-                             restart=args.restart)
+                             restart=args.restart, logging=cfg.get("logging"))
     print(f"prior: {out / 'model.pt'} ({summary['total_iters']} iterations, "
           f"{summary['seconds']} s); samples: {out / 'samples.png'}")
     return 0

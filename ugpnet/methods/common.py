@@ -77,7 +77,7 @@ def new_run(ctx: StageContext, options: Mapping) -> Run:
                                   "stage": ctx.stage.name, **options}),
                select_metric=ctx.stage.select, identity=ctx.identity, label=ctx.label,
                restart=ctx.restart, validation=ctx.validation or None,
-               operational=ctx.operational)
+               operational=ctx.operational, logging=ctx.logging)
 
 
 def bench_precision(cfg: Mapping, device) -> str:

@@ -177,7 +177,9 @@ class StageContext:
     the result but would not rerun the stage fails loudly (:mod:`ugpnet.methods.identity`).
     ``task`` is None for a shared stage (:attr:`Stage.shared`). ``validation``: the checkpoint
     selection settings (``validation:`` of params.yaml), part of the identity when not the
-    defaults."""
+    defaults. ``logging``: what the run shows while it trains (``logging:`` of params.yaml:
+    loss curves, validation grids, TensorBoard; :mod:`ugpnet.training.visuals`), never part of
+    the identity."""
 
     cfg: Mapping[str, Any]
     method: str
@@ -194,6 +196,7 @@ class StageContext:
     operational: dict = field(default_factory=dict)
     precision: str = "fp32"
     validation: dict = field(default_factory=dict)
+    logging: dict = field(default_factory=dict)
 
     @property
     def mcfg(self) -> Mapping[str, Any]:

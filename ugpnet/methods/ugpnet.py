@@ -176,6 +176,7 @@ class UGPNetKind(MethodKind):
             s = SupervisedStage(restoration, lambda x: restoration(x)[0],
                                 restoration.parameters(), loss, train, ctx.device,
                                 precision=ctx.precision)
+            s.output_label = "x_reg"  # what it predicts (the run's validation grid)
             return run_stage(s, run=new_run(ctx, options), **common)
         _load(restoration, ctx.input("restoration"), "restoration")
         if name == "synthesis":

@@ -32,6 +32,8 @@ class SynthesisStage(AdversarialStage):
     geometric transform per iteration, the same for x_reg and gt) is a
     :class:`~ugpnet.training.augment.CycleAugment` or None."""
 
+    output_label = "x_syn"  # what it predicts (the run's validation grid, training.visuals)
+
     def __init__(self, restoration, synthesis, discriminator, st: Mapping, train: Mapping,
                  device, augment=None, precision: str = "fp32"):
         self.restoration = frozen(restoration)
