@@ -39,7 +39,7 @@ PANEL_IN = 1.3          # side of one image panel, inches
 PANEL_TITLE_IN = 0.36   # room above a panel for its two title lines
 ROW_LABEL_IN = 1.15     # room left of a row for its label
 TOP_IN = 0.4            # the figure's title
-BOTTOM_IN = 0.45        # the note under the figure
+BOTTOM_IN = 0.2         # under the last row, besides the note's lines
 GAP_IN = 0.06           # between panels of a row
 CROP_GAP_IN = 0.08      # between a row of images and the row of their crops
 CROP_COLOR = "#ffd400"
@@ -144,13 +144,21 @@ def _finish(fig, out) -> list[str]:
         plt.close(fig)
 
 
-def _note(fig, note: str, y_in: float = 0.12) -> None:
-    if note:
-        import textwrap
+NOTE_LINE_IN = 0.12  # one line of the note under a figure (6.5 pt)
 
-        width = max(40, int(fig.get_figwidth() * 15))
-        fig.text(0.01, y_in / fig.get_figheight(), "\n".join(textwrap.wrap(note, width)[:3]),
-                 fontsize=6.5, color="#444444", ha="left", va="bottom")
+
+def _note_lines(note: str, width_in: float) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(note, max(40, int(width_in * 18)))[:5] if note else []
+
+
+def _note(fig, note: str, y_in: float = 0.08) -> None:
+    """The note under a figure (at most five lines), its last line ``y_in`` above the bottom."""
+    lines = _note_lines(note, fig.get_figwidth())
+    if lines:
+        fig.text(0.01, y_in / fig.get_figheight(), "\n".join(lines), fontsize=6.5,
+                 color="#444444", ha="left", va="bottom")
 
 
 # ------------------------------------------------------------------------------- image grids
@@ -177,7 +185,7 @@ def draw_image_grid(rows: Sequence[Row], out: str | os.PathLike, *, title: str,
     full_h, crop_h = PANEL_TITLE_IN + PANEL_IN, CROP_GAP_IN + PANEL_IN  # a row's height
     width = ROW_LABEL_IN + ncols * (PANEL_IN + GAP_IN) + 0.1
     height = TOP_IN + max(1, len(rows)) * full_h + (len(rows) * crop_h if crop else 0) \
-        + BOTTOM_IN
+        + BOTTOM_IN + NOTE_LINE_IN * len(_note_lines(note, width))
     fig = plt.figure(figsize=(width, height), dpi=DPI)
     fig.suptitle(title, x=0.01, y=1 - 0.12 / height, ha="left", va="top", fontsize=9)
     if not rows:
