@@ -12,7 +12,9 @@ if CFG.get("table2"):
         params:
             table=_T2,
             methods=",".join(_T2["methods"]),
-        threads: workflow.cores
+        # a function: `workflow.cores` is read when the job is made, so commands that define no
+        # --cores (snakemake --report) still parse the workflow
+        threads: lambda wildcards: workflow.cores
         conda:
             ENV
         log:
