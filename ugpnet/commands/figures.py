@@ -9,7 +9,8 @@ PNG + PDF each (:mod:`ugpnet.figures`):
   (``figures.figure6``): rows = the fixed test images, columns = the input, the methods in the
   paper's order, the ground truth, each with that image's PSNR/LPIPS, and the zoomed crop;
 - ``figure7``: an out-of-distribution photograph (``figures.figure7.image``), degraded as each
-  task's test split, through UGPNet's x_reg, x_syn and x_hat, beside a generative baseline;
+  task's test split, through every output of UGPNet (its intermediate images, then its
+  result), beside a generative baseline;
 - ``perception_distortion``: PSNR against FID and LPIPS, one point per (method, task), with the
   95 % intervals of table1_stats.csv;
 - ``psnr_distributions``: the per-image PSNR of every method of Table 1, per task;
@@ -41,19 +42,18 @@ HELP = ("draw the paper's figures (Fig. 4-7, perception-distortion, per-image PS
 
 NAMES = ("figure4", "figure5", "figure6", "figure7", "perception_distortion",
          "psnr_distributions")
-# figures: in params.yaml, for a configuration without the block (every key documented there)
+# for a configuration without (some keys of) the figures block; the paper's columns and Fig. 7's
+# methods are in params.yaml (the host names no method): without them a grid shows the input
+# and the ground truth, and Fig. 7 is not drawn
 DEFAULTS = {
     "which": list(NAMES),
     "images": 2,
     "crop": [0.25, 0.25, 0.5, 0.5],
     "show_input": True,
-    "figure5": {"tasks": ["denoise", "deblur"],
-                "methods": ["uformer", "nafnet", "gfpgan", "gpen", "vqfr", "ugpnet"]},
-    "figure6": {"tasks": ["sr"],
-                "methods": ["rrdbnet", "esrgan", "gfpgan", "gpen", "vqfr", "glean", "gcfsr",
-                            "ugpnet"]},
+    "figure5": {"tasks": ["denoise", "deblur"], "methods": []},
+    "figure6": {"tasks": ["sr"], "methods": []},
     "figure7": {"image": "skimage:brick.png", "tasks": ["denoise", "deblur", "sr"],
-                "method": "ugpnet", "baseline": "gfpgan"},
+                "method": None, "baseline": None},
 }
 SKIMAGE = "skimage:"
 FIX = "make them with the workflow: snakemake --cores all figures"
@@ -121,7 +121,7 @@ class FigurePlan:
                            ("figure6.methods", self.fcfg["figure6"]["methods"]),
                            ("figure7.method", [f7["method"]]),
                            ("figure7.baseline", [f7["baseline"]])):
-            unknown = [m for m in names if m not in self.cfg["methods"]]
+            unknown = [m for m in names if m is not None and m not in self.cfg["methods"]]
             if unknown:
                 raise ConfigError(f"figures.{key} names {unknown}, which methods: does not "
                                   f"define (defined: {', '.join(sorted(self.cfg['methods']))})")
@@ -129,9 +129,11 @@ class FigurePlan:
     # .................................................................. what is drawn
     def selected(self, only=None) -> list[str]:
         """The figures drawn, in :data:`NAMES` order: ``figures.which`` (or ``only``), without
-        Fig. 4 when the configuration has no ``figure4:``."""
+        Fig. 4 when the configuration has no ``figure4:`` and without Fig. 7 when it names no
+        ``figures.figure7.method``."""
         which = set(only if only is not None else self.fcfg["which"])
-        return [n for n in NAMES if n in which and (n != "figure4" or self.cfg.get("figure4"))]
+        return [n for n in NAMES if n in which and (n != "figure4" or self.cfg.get("figure4"))
+                and (n != "figure7" or self.fcfg["figure7"]["method"])]
 
     def out_dir(self) -> str:
         return str(Path(self.plan.results) / "figures")
@@ -262,15 +264,16 @@ class FigurePlan:
 
     def ood_methods(self, task: str) -> list[str]:
         f7 = self.fcfg["figure7"]
-        return [m for m in dict.fromkeys((f7["method"], f7["baseline"])) if (m, task) in
-                self.cells()]
+        return [m for m in dict.fromkeys((f7["method"], f7["baseline"])) if m is not None and
+                (m, task) in self.cells()]
 
     def ood_left_out(self) -> list[dict]:
         f7 = self.fcfg["figure7"]
         cells = self.cells()
         return [{"method": m, "task": t, "why": "not in this configuration's Table 1 for this "
                  "task (Fig. 7 restores with Table 1's trained models only)"}
-                for t in f7["tasks"] for m in (f7["method"], f7["baseline"]) if (m, t) not in cells]
+                for t in f7["tasks"] for m in (f7["method"], f7["baseline"])
+                if m is not None and (m, t) not in cells]
 
     def ood_config(self) -> dict:
         """What defines Fig. 7's ground truth (the workflow reruns its preparation on a
@@ -651,12 +654,15 @@ def draw_figure7(fp: FigurePlan, src: Sources, out: Path) -> dict:
         return Panel(title, path, line, key), {"column": key, **rec}
 
     rows, images = [], []
+    method = f7["method"]
+    outs = list(fp.plan.outputs(method))  # the result first, then the intermediate images
+    primary = outs[0]
+    baseline = f7["baseline"] if any(f7["baseline"] in fp.ood_methods(t)[1:]
+                                     for t in fp.ood_tasks()) else None
+    beside = f", beside {display_name(baseline)}" if baseline else ""
     for task in fp.ood_tasks():
         panels = [panel("Input (degraded)", Path(fp.ood_lq_dir(task)) / name,
                         fp.ood_lq_manifest(task), "input")]
-        method = f7["method"]
-        outs = list(fp.plan.outputs(method))
-        primary = outs[0]
         for output in outs[1:] + outs[:1]:
             folder = Path(fp.ood_restored_dir(method, task))
             path = folder / (name if output == primary else f"{output}/{name}")
@@ -678,8 +684,8 @@ def draw_figure7(fp: FigurePlan, src: Sources, out: Path) -> dict:
         _left_out_note(left), profile_note(fp.cfg)) if x)
     layout = draw_image_grid(rows, out / "figure7", crop=fp.fcfg["crop"], note=note,
                              title=f"Fig. 7: an out-of-distribution photograph through "
-                                   f"{display_name(f7['method'])}'s x_reg, x_syn and x_hat, beside "
-                                   f"{display_name(f7['baseline'])} ({fp.cfg['profile']} profile)")
+                                   f"{display_name(method)}'s {', '.join(outs[1:])} and "
+                                   f"{outs[0]}{beside} ({fp.cfg['profile']} profile)")
     _attach_layout(images, layout)
     return {"name": "figure7", "files": _rel(layout["files"], out), "kind": "image grid",
             "tasks": fp.ood_tasks(), "ood_image": {"spec": gt_man["image"],
