@@ -30,6 +30,8 @@ ALLOWED = {
 ALLOWED["ugpnet.stats"] = set()
 # what made a file (code version, content digests): beside io, used from training upwards
 ALLOWED["ugpnet.provenance"] = {"ugpnet"}
+# the figures' drawing (matplotlib, seaborn): reads images, writes atomically; drawn by commands
+ALLOWED["ugpnet.figures"] = {"ugpnet.errors", "ugpnet.io"}
 # the layers above: training <- methods (kinds) <- plan/restore/tables <- config <- commands/cli
 _BELOW_TRAINING = set().union(*ALLOWED.values()) | set(ALLOWED)
 ALLOWED["ugpnet.training"] = _BELOW_TRAINING - {"ugpnet"} | {"ugpnet"}
@@ -40,7 +42,8 @@ ALLOWED["ugpnet.config"] = ALLOWED["ugpnet.plan"] | {"ugpnet.plan", "ugpnet.rest
                                                      "ugpnet.tables"}
 # timing of every registered method (reads the resolved config's plugins): beside commands
 ALLOWED["ugpnet.bench"] = ALLOWED["ugpnet.config"] | {"ugpnet.config"}
-ALLOWED["ugpnet.commands"] = ALLOWED["ugpnet.config"] | {"ugpnet.config", "ugpnet.bench"}
+ALLOWED["ugpnet.commands"] = ALLOWED["ugpnet.config"] | {"ugpnet.config", "ugpnet.bench",
+                                                         "ugpnet.figures"}
 ALLOWED["ugpnet.cli"] = ALLOWED["ugpnet.commands"] | {"ugpnet.commands"}
 KNOWN: set = set()  # known upward edges (none)
 KNOWN_CYCLES: list = []  # known cycles (none)
