@@ -449,16 +449,18 @@ def draw_backbone_comparison(df, out: str | os.PathLike, *, tasks: Sequence[str]
                         h = hit.iloc[0]
                         vals[setting] = (float(h["mean"]), float(h["ci_low"]),
                                          float(h["ci_high"]))
+                # alone just above the backbone's line, inside just below: both intervals show
+                at = {"alone": y - 0.14, "inside": y + 0.14}
                 if len(vals) == 2 and all(_finite(v[0]) for v in vals.values()):
-                    ax.plot([vals["alone"][0], vals["inside"][0]], [y, y], color="#999999",
-                            linewidth=1.5, zorder=1)
+                    ax.plot([vals["alone"][0], vals["inside"][0]], [at["alone"], at["inside"]],
+                            color="#999999", linewidth=1.5, zorder=1)
                 for setting, (mean, low, high) in vals.items():
                     if not _finite(mean):
                         continue
                     color = "#1f4e9c" if setting == "inside" else "#555555"
-                    ax.errorbar([mean], [y], xerr=_err(mean, low, high), fmt="none",
+                    ax.errorbar([mean], [at[setting]], xerr=_err(mean, low, high), fmt="none",
                                 ecolor=color, elinewidth=0.8, capsize=2, zorder=2)
-                    ax.plot([mean], [y], linestyle="none", marker="o", markersize=7,
+                    ax.plot([mean], [at[setting]], linestyle="none", marker="o", markersize=7,
                             markerfacecolor=color if setting == "inside" else "white",
                             markeredgecolor=color, zorder=3,
                             label="inside UGPNet" if setting == "inside" else "alone")

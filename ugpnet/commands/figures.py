@@ -780,6 +780,7 @@ def draw_all(fp: FigurePlan, out: Path, only=None) -> int:
     entries, missing = [], {}
     ids: list[str] | None = None
     for name in fp.selected(only):
+        before = len(entries)
         absent = [f for f in fp.inputs(name) if not Path(f).is_file()]
         if absent:
             missing[name] = absent
@@ -796,7 +797,7 @@ def draw_all(fp: FigurePlan, out: Path, only=None) -> int:
             entries.append(draw_perception(fp, src, out))
         else:
             entries.append(draw_distributions(fp, src, out))
-        print(f"{name}: {', '.join(f for e in entries[-1:] for f in e['files'])}")
+        print(f"{name}: {', '.join(f for e in entries[before:] for f in e['files'])}")
     if missing:
         lines = [f"  {name}: {', '.join(files[:4])}"
                  + (f" ... ({len(files)} files)" if len(files) > 4 else "")
