@@ -97,7 +97,7 @@ rule ood_restore:
                " --threads {threads} --no-progress")
 
 
-rule figures:
+rule draw_figures:
     # Fig. 4-7, the perception-distortion plot and the per-image PSNR distributions, with
     # index.json (the images shown, their sha256, the crop boxes); figures.which selects them
     input:
@@ -116,3 +116,11 @@ rule figures:
         f"{BENCH}/figures/figures.tsv",
     shell:
         logged("\"$UGPNET_PYTHON\" -m ugpnet figures --out {params.out}")
+
+
+rule figures:
+    # the evidence beyond Table 1: every figure (rule draw_figures) and Table 2 (workflow/rules/
+    # table2.smk): snakemake --cores all figures, or dvc repro figures
+    input:
+        rules.draw_figures.output,
+        rules.table2.output.csv if CFG.get("table2") else [],
