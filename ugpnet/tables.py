@@ -98,10 +98,14 @@ def plot_table(df: pd.DataFrame, path: str | Path, title: str, footnote: str = "
         ax.set_title(f"{metric.upper()} {'↑' if HIGHER_IS_BETTER[metric] else '↓'}")
         ax.set_xlabel("")
         ax.set_ylabel("")
-        if ax is not axes[0][-1]:
-            leg = ax.get_legend()
-            if leg:
-                leg.remove()
+        leg = ax.get_legend()
+        if leg:
+            leg.remove()
+    # one legend for every panel, outside them (inside, it hid the bars of the last panel)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+                   title="method")
     fig.suptitle(title, fontsize=10)
     if footnote:
         import textwrap
@@ -112,7 +116,7 @@ def plot_table(df: pd.DataFrame, path: str | Path, title: str, footnote: str = "
     else:
         fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
     plt.close(fig)
 
 
@@ -245,13 +249,14 @@ def table1_markdown(df: pd.DataFrame, stats: pd.DataFrame, families: Mapping[str
                   "departures from the authors' recipes):", "", *named, ""]
     fid_notes = sorted(set(stats.loc[(stats["metric"] == "fid") & stats["ci_low"].isna(),
                                       "note"])) if "fid" in set(stats["metric"]) else []
+    fid_text = (" FID is one value per image set: its interval is the percentile bootstrap of "
+                "FID over resampled test sets (image ids drawn with replacement, restored and "
+                "ground-truth features together; metrics.fid_bootstrap resamples, seed 0). "
+                "Repeated images shrink both covariances, so on small sets the bootstrap FIDs sit "
+                "away from the full-set value: read the interval as the sampling spread, not as "
+                "bounds around it." if "fid" in set(stats["metric"]) else "")
     lines += ["Intervals: 95 % percentile bootstrap of the mean over the test images "
-              "(scipy.stats.bootstrap, 9,999 resamples, seed 0). FID is one value per image set: "
-              "its interval is the percentile bootstrap of FID over resampled test sets (image ids "
-              "drawn with replacement, restored and ground-truth features together; "
-              "metrics.fid_bootstrap resamples, seed 0). Repeated images shrink both "
-              "covariances, so on small sets the bootstrap FIDs sit away from the full-set value: "
-              "read the interval as the sampling spread, not as bounds around it.", ""]
+              "(scipy.stats.bootstrap, 9,999 resamples, seed 0)." + fid_text, ""]
     if fid_notes:
         lines += ["FID cells without an interval: " + "; ".join(fid_notes), ""]
     return "\n".join(lines)

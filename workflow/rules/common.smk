@@ -108,3 +108,31 @@ def force_rerun(model, why):
               f"configuration gives its stage ({why}); it is trained again (the old state "
               f"moves to superseded-<hash>/ in its run folder) and what depends on it reruns.",
               file=sys.stderr)
+
+
+# The figures (workflow/rules/figures.smk): what each reads and writes, from the plan
+from ugpnet.commands.figures import FigurePlan
+
+FIGS = FigurePlan(PLAN)
+FIG_CAPTIONS = {  # figure file (without suffix) -> its caption in workflow/report/
+    "figure5": "figure5.rst",
+    "figure6": "figure6.rst",
+    "figure7": "figure7_ood.rst",
+    "figure4_metrics": "figure4_metrics.rst",
+    "perception_distortion": "perception_distortion.rst",
+    "psnr_distributions": "figure_psnr_distributions.rst",
+}
+
+
+def fig_outputs():
+    """The figures' files; each PNG is in the Snakemake report (snakemake --report)."""
+    out = []
+    for f in FIGS.outputs():
+        stem = os.path.splitext(os.path.basename(f))[0]
+        if f.endswith(".png"):
+            caption = FIG_CAPTIONS.get(stem, "figure4.rst" if stem.startswith("figure4_") else None)
+            out.append(report(f, caption=f"../report/{caption}", category="Figures",
+                              subcategory=stem))
+        else:
+            out.append(f)
+    return out

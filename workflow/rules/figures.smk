@@ -2,33 +2,6 @@
 # *.pdf, index.json}. What each figure reads and writes: ugpnet.commands.figures.FigurePlan (the
 # command asks the same plan). `figures:` in params.yaml is drawing only: changing it reruns the
 # figures rule (and Fig. 7's preparation when its image changes), nothing else.
-from ugpnet.commands.figures import FigurePlan
-
-FIGS = FigurePlan(PLAN)
-FIG_CAPTIONS = {  # figure file (without suffix) -> its caption in workflow/report/
-    "figure5": "figure5.rst",
-    "figure6": "figure6.rst",
-    "figure7": "figure7_ood.rst",
-    "figure4_metrics": "figure4_metrics.rst",
-    "perception_distortion": "perception_distortion.rst",
-    "psnr_distributions": "figure_psnr_distributions.rst",
-}
-
-
-def fig_outputs():
-    """The figures' files; each PNG is in the Snakemake report (snakemake --report)."""
-    out = []
-    for f in FIGS.outputs():
-        stem = os.path.splitext(os.path.basename(f))[0]
-        if f.endswith(".png"):
-            caption = FIG_CAPTIONS.get(stem, "figure4.rst" if stem.startswith("figure4_") else None)
-            out.append(report(f, caption=f"../report/{caption}", category="Figures",
-                              subcategory=stem))
-        else:
-            out.append(f)
-    return out
-
-
 rule ood_prepare:
     # Fig. 7's ground truth: the out-of-distribution photograph (figures.figure7.image), its
     # central square at data.resolution
@@ -107,7 +80,7 @@ rule draw_figures:
     params:
         figures=CFG.get("figures"),
         figure4=CFG.get("figure4"),
-        out=FIGS.out_dir(),
+        out=lambda w, output: dirname(output[0]),
     conda:
         ENV
     log:
