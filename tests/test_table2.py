@@ -83,6 +83,8 @@ def test_bench_then_table2_end_to_end(tmp_path, monkeypatch, repo_root):
     assert meta["networks_of_profile"] == "tiny" and len(meta["bench_file"]["sha256"]) == 64
     md = out.with_suffix(".md").read_text()
     assert "RTX 3090" in md and "not transcribed" in md and "tiny profile" in md
+    html = out.with_suffix(".html").read_text()   # what the report shows
+    assert "<table" in html and "not transcribed" in html and "ugpnet" in html
 
 
 def test_table2_without_its_bench_file_is_one_clear_error(tmp_path, capsys, repo_root,

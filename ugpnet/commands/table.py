@@ -118,8 +118,10 @@ def _vs_paper(cfg, stats, out: Path) -> None:
     title = (f"Table 1 against the paper ({cfg['profile']} profile, experiment "
              f"{cfg['experiment']}: {_note(cfg)}; test split)")
     base = out.with_name(out.stem + "_vs_paper")
+    md = vs_paper_markdown(df, title, source)
     with atomic_path(base.with_suffix(".md"), suffix=".md") as tmp:
-        tmp.write_text(vs_paper_markdown(df, title, source), encoding="utf-8")
+        tmp.write_text(md, encoding="utf-8")
+    _write_html(md, base.with_suffix(".html"))
     with atomic_path(base.with_suffix(".csv"), suffix=".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     if paper["status"] == "not_transcribed":
@@ -346,8 +348,10 @@ def _table2(plan, args) -> int:
     atomic_write_json(out.with_suffix(".json"), meta)
     title = (f"Table 2 (parameters and inference time; run under the {cfg['profile']} profile, "
              f"networks of the {bench.get('profile')} profile at {bench.get('size')} px)")
+    md = table2_markdown(df, meta, title)
     with atomic_path(out.with_suffix(".md"), suffix=".md") as tmp:
-        tmp.write_text(table2_markdown(df, meta, title), encoding="utf-8")
+        tmp.write_text(md, encoding="utf-8")
+    _write_html(md, out.with_suffix(".html"))
     with atomic_path(out, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.4g")
     print(df.drop(columns=["note"]).round(3).to_string(index=False))

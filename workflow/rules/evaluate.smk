@@ -113,7 +113,11 @@ for _split in ("val", "test"):
 
 # table1.vs_paper (the paper profile): Table 1 beside the paper's published numbers
 _VS_PAPER = ({"vs_paper_csv": PLAN.table1_csv().replace(".csv", "_vs_paper.csv"),
-              "vs_paper_md": PLAN.table1_csv().replace(".csv", "_vs_paper.md")}
+              "vs_paper_md": PLAN.table1_csv().replace(".csv", "_vs_paper.md"),
+              "vs_paper_html": report(PLAN.table1_csv().replace(".csv", "_vs_paper.html"),
+                                      caption="../report/table1.rst", category="Tables",
+                                      subcategory="Table 1 against the paper",
+                                      labels={"result": "Table 1 against the paper"})}
              if CFG["table1"].get("vs_paper") else {})
 
 

@@ -31,9 +31,14 @@ if CFG.get("table2"):
         input:
             bench=rules.table2_bench.output.bench,
         output:
-            csv=f"{RES}/table2.csv",
+            csv=report(f"{RES}/table2.csv", caption="../report/table2.rst", category="Tables",
+                       subcategory="Table 2", labels={"result": "Table 2, CSV"}),
             md=f"{RES}/table2.md",
-            meta=f"{RES}/table2.json",
+            html=report(f"{RES}/table2.html", caption="../report/table2.rst", category="Tables",
+                        subcategory="Table 2", labels={"result": "Table 2"}),
+            meta=report(f"{RES}/table2.json", caption="../report/provenance.rst",
+                        category="Provenance", subcategory="Table 2",
+                        labels={"result": "Table 2 provenance"}),
         params:
             table=_T2,
         conda:
