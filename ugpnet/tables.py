@@ -252,9 +252,8 @@ def table1_markdown(df: pd.DataFrame, stats: pd.DataFrame, families: Mapping[str
     fid_text = (" FID is one value per image set: its interval is the percentile bootstrap of "
                 "FID over resampled test sets (image ids drawn with replacement, restored and "
                 "ground-truth features together; metrics.fid_bootstrap resamples, seed 0). "
-                "Repeated images shrink both covariances, so on small sets the bootstrap FIDs sit "
-                "away from the full-set value: read the interval as the sampling spread, not as "
-                "bounds around it." if "fid" in set(stats["metric"]) else "")
+                "Repeated images shrink both covariances, so the bootstrap FIDs can be biased "
+                "against the full-set value: read the interval as the sampling spread." if "fid" in set(stats["metric"]) else "")
     lines += ["Intervals: 95 % percentile bootstrap of the mean over the test images "
               "(scipy.stats.bootstrap, 9,999 resamples, seed 0)." + fid_text, ""]
     if fid_notes:

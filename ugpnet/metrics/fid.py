@@ -259,8 +259,8 @@ def bootstrap_fid(pred_acts: np.ndarray, gt_acts: np.ndarray | None = None, *, r
     draws image ids with replacement and takes BOTH sets' rows for those ids: the interval is the
     spread of FID over resampled test sets. With a fixed reference (``ref_mu``, ``ref_factor``)
     only the restored set is resampled. A resample repeats images, which lowers both covariances'
-    rank, so the bootstrap FIDs are biased against the full-set value (the interval may not
-    contain it for small sets): read it as the sampling spread, as the table notes say.
+    rank, so the bootstrap FIDs can be biased against the full-set value: read the interval as
+    the sampling spread, as the table notes say.
 
     Returns ``{ci_low, ci_high, n_resamples, confidence, method, n_images, paired}`` or, when it
     is not affordable here (more than ``max_images`` images: an ``n x n`` SVD per resample) or
