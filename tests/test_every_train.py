@@ -188,7 +188,8 @@ def test_a_user_value_the_rule_replaces_is_a_warning_and_the_rule_is_named(param
     resolve_files([params, mine], "smoke", warnings=found)
     assert (f"defaults.methods.nafnet_b.train.total_iters = 20000 ({mine}) is overridden by "
             f"profiles.smoke.{RULE}.total_iters = 300 ({params}); the later value is used") in found
-    assert len(found) == len(set(found)) == 6  # total_iters, batch_size, lr, val/ckpt, workers
+    # total_iters, batch_size, lr, val_every, ckpt_every, log_every, num_workers
+    assert len(found) == len(set(found)) == 7
     # a user's rule replaced by a later rule: one warning, not one per train block
     mine = _write(tmp_path, "c.yaml", {"overrides": {RULE: {"num_workers": 2}}})
     found = []

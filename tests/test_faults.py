@@ -227,12 +227,13 @@ def test_kill_9_of_table_then_rerun(tmp_path):
 
     def compare(out):
         assert set(_visible(out)) == {"table1.csv", "table1.json", "table1.png",
-                                      "table1_metrics.json", "table1_stats.csv", "table1.md"}
+                                      "table1_metrics.json", "table1_stats.csv", "table1.md",
+                                      "table1.html"}
         assert len((out / "table1.csv").read_text().splitlines()) == 1 + len(plan.table1_methods())
 
     # six files (PNG, JSON, the numeric metrics JSON, the statistics CSV, the Markdown, CSV):
     # the kill comes before the last rename
-    _kill_and_rerun(tmp_path, cmd, tmp_path / "ref", finished, compare, renames=6)
+    _kill_and_rerun(tmp_path, cmd, tmp_path / "ref", finished, compare, renames=7)
 
 
 # ------------------------------------------------------------------ full disk, read-only folder

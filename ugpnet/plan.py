@@ -313,11 +313,15 @@ class Plan:
         return str(Path(self.lq_dir(task, split)) / "manifest.json")
 
     def data_inputs(self) -> list[str]:
-        """Every prepared file of this configuration's tables: the ground truth, the kernel
-        banks (when a table deblurs) and the degraded val/test splits of each task."""
+        """Every prepared file of this configuration's tables and figures: the ground truth,
+        the kernel banks (when one of them deblurs) and the degraded val/test splits of each
+        task (Table 1's, Table 3's, Figure 4's when the figures draw it)."""
         tasks = list(self.cfg["table1"]["tasks"])
         if self.cfg.get("table3") and self.cfg["table3"]["task"] not in tasks:
             tasks.append(self.cfg["table3"]["task"])
+        which = (self.cfg.get("figures") or {}).get("which", ["figure4"])
+        if self.cfg.get("figure4") and "figure4" in which:
+            tasks += [t for t in self.cfg["figure4"]["tasks"] if t not in tasks]
         files = [self.gt_manifest()]
         if "deblur" in tasks:
             files += [self.kernel_bank(b) for b in KERNEL_BANKS]
