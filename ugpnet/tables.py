@@ -11,6 +11,7 @@ from .io import atomic_path
 
 METRIC_ORDER = ("psnr", "ssim", "lpips", "fid")
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "fid": False}
+DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 1}  # decimals shown in the tables for people
 
 
 def record_mean(path: str | Path, split: str, output: str) -> dict:
@@ -198,7 +199,6 @@ def table1_markdown(df: pd.DataFrame, stats: pd.DataFrame, families: Mapping[str
     """Table 1 for people: per task, one row per method with each metric as ``mean [95 % CI]``,
     then the paired Wilcoxon p of UGPNet against every other method, per metric."""
     lines = [f"# {title}", ""]
-    digits = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 1}
     for task in dict.fromkeys(t for t, _ in df.columns):
         sub = stats[stats["task"] == task]
         lines += [f"## {task}", ""]
@@ -212,7 +212,7 @@ def table1_markdown(df: pd.DataFrame, stats: pd.DataFrame, families: Mapping[str
             cells = []
             for m in metrics:
                 r = sub[(sub["method"] == method) & (sub["metric"] == m)].head(1)
-                d = digits[m]
+                d = DIGITS[m]
                 if r.empty or r["mean"].isna().all():
                     cells.append("")
                 elif r["ci_low"].isna().all():
@@ -350,14 +350,13 @@ def table1_vs_paper(stats: pd.DataFrame, paper_value) -> pd.DataFrame:
 
 def vs_paper_markdown(df: pd.DataFrame, title: str, source: str) -> str:
     """The vs-paper view for people: per task, method × metric cells ``ours [CI] | paper | Δ``."""
-    digits = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 1}
     lines = [f"# {title}", "", f"Paper: {source}. Δ = ours − paper; a paper value inside our "
              "95 % interval is marked ✓.", ""]
     for task, sub in df.groupby("task", sort=False):
         lines += [f"## {task}", "", "| method | metric | ours [95 % CI] | paper | Δ |",
                   "|---|---|---|---|---|"]
         for _, r in sub.iterrows():
-            d = digits.get(r["metric"], 4)
+            d = DIGITS.get(r["metric"], 4)
             ours = "" if r["ours"] != r["ours"] else f"{r['ours']:.{d}f}"
             if r["ours_ci_low"] == r["ours_ci_low"]:
                 ours += f" [{r['ours_ci_low']:.{d}f}, {r['ours_ci_high']:.{d}f}]"

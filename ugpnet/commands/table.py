@@ -92,9 +92,7 @@ def run(args) -> int:
     md = table1_markdown(df, stats, families, options,
                          f"Table 1 ({cfg['profile']} profile, experiment {cfg['experiment']}: "
                          f"{_note(cfg)}; test split)")
-    with atomic_path(out.with_suffix(".md"), suffix=".md") as tmp:
-        tmp.write_text(md, encoding="utf-8")
-    _write_html(md, out.with_suffix(".html"))
+    _write_pages(md, out)
     if cfg["table1"].get("vs_paper"):
         _vs_paper(cfg, stats, out)
     write_csv(df, args.out, meta, families=families, options=options)
@@ -119,9 +117,7 @@ def _vs_paper(cfg, stats, out: Path) -> None:
              f"{cfg['experiment']}: {_note(cfg)}; test split)")
     base = out.with_name(out.stem + "_vs_paper")
     md = vs_paper_markdown(df, title, source)
-    with atomic_path(base.with_suffix(".md"), suffix=".md") as tmp:
-        tmp.write_text(md, encoding="utf-8")
-    _write_html(md, base.with_suffix(".html"))
+    _write_pages(md, base)
     with atomic_path(base.with_suffix(".csv"), suffix=".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     if paper["status"] == "not_transcribed":
@@ -272,22 +268,22 @@ def _table3(plan, args) -> int:
           "(`variant_of`), shared, not retrained. `train_job_s`: seconds of those training "
           "jobs (Snakemake benchmarks). `options`: options beyond the paper and the ablated "
           "modules.\n")
-    with atomic_path(out.with_suffix(".md"), suffix=".md") as tmp:
-        tmp.write_text(md, encoding="utf-8")
-    _write_html(md, out.with_suffix(".html"))
+    _write_pages(md, out)
     with atomic_path(out, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.4f")
     print(shown.to_string(index=False))
     return 0
 
 
-def _write_html(md: str, path: Path) -> None:
-    """The table's Markdown as an HTML page beside it (what ``snakemake --report`` shows)."""
+def _write_pages(md: str, base: Path) -> None:
+    """A table for people: its Markdown (``base.md``) and the same as an HTML page
+    (``base.html``, what ``snakemake --report`` shows), each written atomically."""
     from ..io import atomic_path
     from ..table_html import markdown_page
 
-    with atomic_path(path, suffix=".html") as tmp:
-        tmp.write_text(markdown_page(md), encoding="utf-8")
+    for suffix, text in ((".md", md), (".html", markdown_page(md))):
+        with atomic_path(base.with_suffix(suffix), suffix=suffix) as tmp:
+            tmp.write_text(text, encoding="utf-8")
 
 
 def _bench_seconds(path: Path) -> float | None:
@@ -349,9 +345,7 @@ def _table2(plan, args) -> int:
     title = (f"Table 2 (parameters and inference time; run under the {cfg['profile']} profile, "
              f"networks of the {bench.get('profile')} profile at {bench.get('size')} px)")
     md = table2_markdown(df, meta, title)
-    with atomic_path(out.with_suffix(".md"), suffix=".md") as tmp:
-        tmp.write_text(md, encoding="utf-8")
-    _write_html(md, out.with_suffix(".html"))
+    _write_pages(md, out)
     with atomic_path(out, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.4g")
     print(df.drop(columns=["note"]).round(3).to_string(index=False))
