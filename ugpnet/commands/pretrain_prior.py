@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..config import load_config
     from ..plan import Plan
-    from ..training.common import resolve_device, seed_everything, set_threads
+    from ..training.common import configure_backends, resolve_device, seed_everything, set_threads
     from ..training.prior import pretrain_prior
 
     from ..errors import ConfigError
@@ -50,7 +50,9 @@ def run(args) -> int:
     gt = Path(args.gt or plan.gt_root())
     out = Path(args.out or Path(plan.pretrained_prior(name)).parent)
     print(f"prior '{name}' -> {out}", flush=True)
-    summary = pretrain_prior(cfg["priors"][name], gt, out, resolve_device(cfg["device"]),
+    device = resolve_device(cfg["device"])
+    configure_backends(cfg.get("cuda"), device)
+    summary = pretrain_prior(cfg["priors"][name], gt, out, device,
                              seed=cfg["data"]["seed"], progress=not args.no_progress,
                              restart=args.restart, logging=cfg.get("logging"))
     print(f"prior: {out / 'model.pt'} ({summary['total_iters']} iterations, "

@@ -32,11 +32,12 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..plan import Plan
     from ..restore import resolve_checkpoint, restore_folder
-    from ..training.common import resolve_device, seed_everything, set_threads
+    from ..training.common import configure_backends, resolve_device, seed_everything, set_threads
 
     cfg = load_config(args)
     set_threads(args.threads)
     device = resolve_device(cfg["device"])
+    configure_backends(cfg.get("cuda"), device)
     # a method that samples at inference (GCFSR's StyleGAN2 noise inputs are drawn per call, as
     # the official randomize_noise=True) restores the same images from the same model every time
     seed_everything(cfg["data"]["seed"])

@@ -43,9 +43,8 @@ def _overrides(items) -> dict[str, str]:
 def run(args) -> int:
     from ..config import load_config
     from ..plan import Plan
-    from ..provenance import digest_of
-    from ..training.common import resolve_device, seed_everything, set_threads
-    from ..training.run import finished_model
+    from ..training import distributed
+    from ..training.common import configure_backends, resolve_device, set_threads
 
     cfg = load_config(args)
     plan = Plan.of(cfg, data=args.data, runs=args.runs)
@@ -58,7 +57,22 @@ def run(args) -> int:
                           f"every task): train it per task, --task denoise|deblur|sr")
     overrides = _overrides(args.input)
     set_threads(args.threads)
-    device = resolve_device(cfg["device"])
+    # under torchrun: join the process group (NCCL on CUDA, gloo on CPU), one device per rank
+    device = resolve_device(distributed.setup(cfg["device"]))
+    backends = configure_backends(cfg.get("cuda"), device)  # TF32, cuDNN: the GPU policy
+    try:
+        return _train(args, cfg, plan, stages, overrides, device, backends)
+    finally:
+        distributed.teardown()
+
+
+def _train(args, cfg, plan, stages, overrides, device, backends) -> int:
+    from ..provenance import digest_of
+    from ..training import distributed
+    from ..training.common import seed_everything
+    from ..training.run import finished_model
+
+    say = print if distributed.is_main() else (lambda *a, **k: None)
     kind = plan.kind(args.method)
     for stage in stages:
         out = Path(plan.stage_dir(args.method, args.task, stage.name))
@@ -68,14 +82,16 @@ def run(args) -> int:
                            overrides={k: v for k, v in overrides.items()
                                       if k in read or args.stage},
                            restart=args.restart)
+        if backends:  # recorded with the run (options.json operational), never hashed
+            ctx.operational["cuda"] = backends
         finished = finished_model(out / "model.pt", digest_of(ctx.identity))
         if not args.restart and finished is not None:
-            print(f"{out}: already finished with this identity (model.pt)")
+            say(f"{out}: already finished with this identity (model.pt)")
             continue
         seed_everything(cfg["data"]["seed"])
         summary = kind.train_stage(ctx)
         metric = summary["select_metric"]
         how = ("the final iteration" if metric == "final"
                else f"{metric} = {summary['val'][metric]:.4f}")
-        print(f"{out}: selected iteration {summary['selected_iter']} on the val split ({how})")
+        say(f"{out}: selected iteration {summary['selected_iter']} on the val split ({how})")
     return 0

@@ -51,9 +51,10 @@ def loaders(ctx: StageContext, train: Mapping, input_mode: str):
                                        train.get("crop_size"), hflip=hflip)
         val_ds = tdata.paired_dataset(ctx.input("val").parent, gt_root / "val", task,
                                       input_mode, deg["scale"] if task == "sr" else 1)
+    pin = str(ctx.device).startswith("cuda")  # page-locked batches: asynchronous copies
     return (tdata.loader(train_ds, train["batch_size"], True, train.get("num_workers", 0),
-                         cfg["data"]["seed"]),
-            tdata.loader(val_ds, 1, False, 0))
+                         cfg["data"]["seed"], pin_memory=pin),
+            tdata.loader(val_ds, 1, False, 0, pin_memory=pin))
 
 
 def final_weights(path: str | Path) -> dict:

@@ -16,12 +16,88 @@ from ..errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
+    """``device`` of params.yaml as this process uses it. ``auto``/``cuda`` on a node with
+    several visible GPUs and no launcher's choice (SLURM and torchrun choose): the first GPU no
+    other ugpnet process of this node holds (:func:`claim_gpu`), so concurrent Snakemake jobs
+    (``--resources gpu=N``) spread over the GPUs instead of sharing ``cuda:0``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' requested but CUDA is not available here; set "
                           f"device: cpu (or auto) in params.yaml or --set device=cpu")
+    if name == "cuda" and torch.cuda.device_count() > 1:
+        return torch.device(f"cuda:{claim_gpu(torch.cuda.device_count())}")
     return torch.device(name)
+
+
+_CLAIMED: list = []  # open lock files: held for the life of the process
+
+
+def _gpu_lock(i: int, lock_dir: str | None, wait: bool):
+    import fcntl
+    import os
+    import tempfile
+
+    folder = lock_dir or os.environ.get("UGPNET_GPU_LOCKS") or tempfile.gettempdir()
+    f = open(os.path.join(folder, f"ugpnet-gpu-{i}.lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        f.close()
+        return None
+    _CLAIMED.append(f)
+    return f
+
+
+def claim_gpu(count: int, lock_dir: str | None = None) -> int:
+    """The index of the first of ``count`` GPUs whose lock (``<lock_dir>/ugpnet-gpu-<i>.lock``,
+    default ``$UGPNET_GPU_LOCKS`` or the system's temp folder) no other process holds, now held
+    by this one until it exits (the kernel drops the lock of a killed process). All held: GPU 0,
+    shared."""
+    for i in range(count):
+        if _gpu_lock(i, lock_dir, wait=False) is not None:
+            return i
+    return 0
+
+
+def hold_gpu(i: int, lock_dir: str | None = None) -> None:
+    """Take GPU ``i``'s lock (see :func:`claim_gpu`), waiting while another process holds it:
+    a torchrun rank on its fixed GPU never shares it with a job that claimed it first."""
+    _gpu_lock(i, lock_dir, wait=True)
+
+
+# What the GPU computes (cuda: of params.yaml; nothing changes on the CPU):
+# - tf32 (default false): TF32 matmuls and cuDNN convolutions on Ampere and later. Off, fp32
+#   runs compute in full fp32, so GPU numbers agree with the CPU's to float rounding; the fast
+#   path is train_precision: bf16. Both PyTorch switches are set explicitly (PyTorch's own
+#   defaults differ between matmul and cuDNN and have changed across versions).
+# - deterministic (default true): cudnn.deterministic on and cudnn.benchmark off (benchmark picks
+#   algorithms by timing, so results vary run to run), deterministic algorithms where PyTorch has
+#   them (warn_only: an op without one warns instead of stopping the run), and cuBLAS's
+#   CUBLAS_WORKSPACE_CONFIG=:4096:8. false: cudnn.benchmark on, for speed.
+CUDA_DEFAULTS = {"tf32": False, "deterministic": True}
+
+
+def configure_backends(settings, device) -> dict:
+    """Apply the GPU policy ``settings`` (``cuda:`` of params.yaml, see CUDA_DEFAULTS) for a run
+    on ``device``; return the policy in force (recorded with each run). Nothing on the CPU."""
+    import os
+
+    policy = {**CUDA_DEFAULTS, **dict(settings or {})}
+    unknown = sorted(set(policy) - set(CUDA_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"cuda: unknown setting(s) {unknown}; known: {sorted(CUDA_DEFAULTS)}")
+    if torch.device(device).type != "cuda":
+        return {}
+    tf32, det = bool(policy["tf32"]), bool(policy["deterministic"])
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.deterministic = det
+    torch.backends.cudnn.benchmark = not det
+    if det:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(det, warn_only=True)
+    return {"tf32": tf32, "deterministic": det, "cudnn_benchmark": not det}
 
 
 PRECISIONS = ("fp32", "bf16", "auto")

@@ -84,14 +84,27 @@ def paired_dataset(lq_dir, gt_dir, task: str, mode: str, scale: int) -> torch.ut
     return ds
 
 
-def loader(ds, batch_size: int, shuffle: bool, num_workers: int, seed: int = 0):
+def loader(ds, batch_size: int, shuffle: bool, num_workers: int, seed: int = 0,
+           pin_memory: bool = False):
     """A DataLoader whose order is an :class:`~ugpnet.training.stream.EpochSampler` (a function
     of seed and epoch alone, so resuming is exact and the worker count changes nothing). The
     generator only seeds worker processes (our datasets draw from their own seeded streams) and
-    keeps the loader from consuming the global torch RNG."""
+    keeps the loader from consuming the global torch RNG.
+
+    A training loader (``shuffle``) in data-parallel training (:mod:`.distributed`) loads this
+    process's share of the global ``batch_size``; a validation loader loads everything (rank 0
+    validates). ``pin_memory``: page-locked batches for asynchronous copies to a GPU."""
+    from . import distributed
+
     g = torch.Generator()
     g.manual_seed(seed)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size,
-                                       sampler=EpochSampler(len(ds), seed, shuffle),
+    if shuffle and distributed.active():
+        batch_size = distributed.local_batch(batch_size)
+        sampler = EpochSampler(len(ds), seed, shuffle, rank=distributed.rank(),
+                               world=distributed.world_size(), batch=batch_size)
+    else:
+        sampler = EpochSampler(len(ds), seed, shuffle)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler,
                                        num_workers=num_workers, drop_last=shuffle,
-                                       generator=g, persistent_workers=num_workers > 0)
+                                       generator=g, persistent_workers=num_workers > 0,
+                                       pin_memory=pin_memory)

@@ -9,6 +9,11 @@
 Together with the model/optimiser/scheduler states and the torch RNG state saved in ``last.pt``,
 a run killed at any iteration and resumed ends with bit-identical weights on the CPU (tested).
 Nothing here depends on the number of DataLoader workers.
+
+**Data-parallel training** (:mod:`.distributed`): the sampler of rank ``r`` of ``world``
+processes, each loading ``batch`` items per step, yields slice ``r`` of every global batch
+(``batch * world`` items) of the same order, and only whole global batches, so every rank takes
+the same number of steps; the position stays counted in global batches.
 """
 from __future__ import annotations
 
@@ -25,8 +30,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    def __init__(self, n: int, seed: int, shuffle: bool = True):
+    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1,
+                 batch: int = 1):
+        """``rank``, ``world``, ``batch``: this process's share of data-parallel training
+        (``world`` 1: every item from the position on)."""
         self.n, self.seed, self.shuffle = int(n), int(seed), bool(shuffle)
+        self.rank, self.world, self.batch = int(rank), int(world), int(batch)
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"rank {rank} is not one of {world} processes")
         self.epoch, self.start = 0, 0
 
     def set_position(self, epoch: int, start: int) -> None:
@@ -39,10 +50,18 @@ class EpochSampler(torch.utils.data.Sampler):
         return torch.randperm(self.n, generator=g).tolist()
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order(self.epoch)[self.start:])
+        rest = self.order(self.epoch)[self.start:]
+        if self.world == 1:
+            return iter(rest)
+        size, b = self.batch * self.world, self.batch
+        return iter([i for g in range(len(rest) // size)
+                     for i in rest[g * size + self.rank * b:g * size + (self.rank + 1) * b]])
 
     def __len__(self) -> int:
-        return max(0, self.n - self.start)
+        rest = max(0, self.n - self.start)
+        if self.world == 1:
+            return rest
+        return rest // (self.batch * self.world) * self.batch
 
 
 class DataStream:
@@ -68,7 +87,8 @@ class DataStream:
     def __next__(self):
         for _ in range(2):
             if self._it is None:
-                self.loader.sampler.set_position(self.epoch, self.batch * self.loader.batch_size)
+                per_step = self.loader.batch_size * self.loader.sampler.world  # the global batch
+                self.loader.sampler.set_position(self.epoch, self.batch * per_step)
                 ds = self.loader.dataset
                 if hasattr(ds, "set_epoch"):
                     ds.set_epoch(self.epoch)
@@ -79,9 +99,9 @@ class DataStream:
                 self._it = None
                 if self.batch == 0:
                     n = len(self.loader.dataset)
+                    size = self.loader.batch_size * self.loader.sampler.world
                     raise ConfigError(f"the training set ({n} images) is smaller than one batch "
-                                      f"({self.loader.batch_size}); lower batch_size in "
-                                      f"params.yaml") from None
+                                      f"({size}); lower batch_size in params.yaml") from None
                 self.epoch, self.batch = self.epoch + 1, 0
                 continue
             self.batch += 1
