@@ -132,6 +132,54 @@ def test_two_gloo_processes_take_the_step_of_one_process_on_the_global_batch(dat
     assert any(float(g.abs().max()) > 0 for g in one["grads"][0].values())
 
 
+def _gan_steps(steps: int) -> dict:
+    """An adversarial stage (G and D with their own optimisers, lazy R1 through
+    torch.autograd.grad, an EMA of G, an L1 reconstruction term) on fixed global batches, each
+    process taking its rank's share; the weights after ``steps`` steps."""
+    from ugpnet.training import AdversarialStage, Critic, weighted_loss
+
+    torch.manual_seed(0)
+    G = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.LeakyReLU(0.2),
+                            torch.nn.Conv2d(8, 3, 3, padding=1))
+    D = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+                            torch.nn.LeakyReLU(0.2), torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 1))
+    critic = Critic(D, torch.optim.Adam(D.parameters(), lr=1e-3), r1_gamma=1.0, r1_every=1)
+    stage = AdversarialStage(G, torch.optim.Adam(G.parameters(), lr=1e-3), [critic],
+                             recon=weighted_loss({"l1": 1.0}, "cpu"), adv_weight=0.1,
+                             ema_beta=0.9)
+    distributed.broadcast_modules([G, D, stage.ema])
+    b = GLOBAL_BATCH // distributed.world_size()
+    r = distributed.rank()
+    with distributed.averaged_steps():
+        for it in range(steps):
+            g = torch.Generator().manual_seed(100 + it)
+            lq, gt = torch.rand(2, GLOBAL_BATCH, 3, 8, 8, generator=g)
+            stage.step({"lq": lq[r * b:(r + 1) * b], "gt": gt[r * b:(r + 1) * b]}, it)
+    return {"weights": {**{f"G.{k}": v for k, v in G.state_dict().items()},
+                        **{f"D.{k}": v for k, v in D.state_dict().items()},
+                        **{f"ema.{k}": v for k, v in stage.ema.state_dict().items()}}}
+
+
+def _rank_gan_steps(rank, world, init, steps, out):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        result = _gan_steps(steps)
+        if rank == 0:
+            torch.save(result, out)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_an_adversarial_stage_with_r1_and_ema_steps_alike_on_two_processes(tmp_path):
+    one = _gan_steps(3)
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_rank_gan_steps, args=(2, f"file://{tmp_path / 'rendezvous'}", 3, out), nprocs=2,
+             join=True)
+    two = torch.load(out, weights_only=True)
+    _close(one["weights"], two["weights"], "G, D and EMA weights after 3 steps")
+
+
 # ----------------------------------------------------------------------------- torchrun: kill -9
 TRAIN = ["train", "--method", "nafnet", "--task", "denoise", "--stage", "train", "--threads",
          "1", "--no-progress"]
