@@ -72,9 +72,15 @@ class PairedFolderDataset(torch.utils.data.Dataset):
 class _Augment:
     """Shared crop/flip logic and shared-memory epoch for the GT-based datasets."""
 
-    def __init__(self, gt_dir, seed: int, crop: int | None, flip: bool, scale: int):
+    def __init__(self, gt_dir, seed: int, crop: int | None, flip: bool, scale: int,
+                 decoded_cache: str | os.PathLike | None = None):
         self.gt_dir = Path(gt_dir)
         self.files = list_images(gt_dir, what="ground-truth folder")
+        self.decoded = None  # ugpnet.data.decoded: the images decoded once, shared by processes
+        if decoded_cache:
+            from .decoded import DecodedImages
+
+            self.decoded = DecodedImages(self.files, decoded_cache, progress=True)
         self.seed = int(seed)
         self.crop = None if crop is None else int(crop)
         self.flip = bool(flip)
@@ -103,7 +109,7 @@ class _Augment:
 
     def _gt(self, i: int, rng: np.random.Generator) -> np.ndarray:
         path = self.files[i]
-        img = read_image(path)
+        img = read_image(path) if self.decoded is None else self.decoded[i]
         h, w = img.shape[:2]
         if self.crop is not None:
             c = self.crop
@@ -132,10 +138,11 @@ class OnTheFlyDegradationDataset(_Augment, torch.utils.data.Dataset):
 
     def __init__(self, gt_dir: str | os.PathLike,
                  degrade_fn: Callable[[np.ndarray, np.random.Generator], np.ndarray],
-                 seed: int, crop: int | None = None, flip: bool = True, scale: int = 1):
+                 seed: int, crop: int | None = None, flip: bool = True, scale: int = 1,
+                 decoded_cache: str | os.PathLike | None = None):
         if not callable(degrade_fn):
             raise TypeError("degrade_fn must be callable: degrade_fn(img_u8, rng) -> lq_u8")
-        super().__init__(gt_dir, seed, crop, flip, scale)
+        super().__init__(gt_dir, seed, crop, flip, scale, decoded_cache)
         self.degrade_fn = degrade_fn
 
     def __getitem__(self, i: int) -> dict:

@@ -41,14 +41,17 @@ def loaders(ctx: StageContext, train: Mapping, input_mode: str):
     gt_root = ctx.input("gt").parent
     seed = cfg["data"]["seed"]
     hflip = train.get("hflip", True)
+    cache = train.get("decoded_cache")  # operational: where decoded images are kept, if at all
     if task is None:
-        train_ds = tdata.clean_dataset(gt_root / "train", seed, train.get("crop_size"), hflip)
+        train_ds = tdata.clean_dataset(gt_root / "train", seed, train.get("crop_size"), hflip,
+                                       decoded_cache=cache)
         val_ds = tdata.clean_pairs(gt_root / "val")
     else:
         deg = cfg["degradations"][task]
         train_ds = tdata.train_dataset(gt_root / "train", task, deg,
                                        ctx.optional_input("kernels"), input_mode, seed,
-                                       train.get("crop_size"), hflip=hflip)
+                                       train.get("crop_size"), hflip=hflip,
+                                       decoded_cache=cache)
         val_ds = tdata.paired_dataset(ctx.input("val").parent, gt_root / "val", task,
                                       input_mode, deg["scale"] if task == "sr" else 1)
     pin = str(ctx.device).startswith("cuda")  # page-locked batches: asynchronous copies

@@ -57,19 +57,22 @@ class MapLQ(torch.utils.data.Dataset):
 
 
 def train_dataset(gt_dir, task: str, deg: Mapping, kernel_bank, mode: str, seed: int,
-                  crop_size: int | None, hflip: bool = True) -> torch.utils.data.Dataset:
-    """Training crops of ``gt_dir`` degraded on the fly; ``deg`` = ``degradations.<task>``."""
+                  crop_size: int | None, hflip: bool = True,
+                  decoded_cache=None) -> torch.utils.data.Dataset:
+    """Training crops of ``gt_dir`` degraded on the fly; ``deg`` = ``degradations.<task>``;
+    ``decoded_cache``: a folder for the decoded images (:mod:`ugpnet.data.decoded`) or None."""
     crop = crop_size
     return OnTheFlyDegradationDataset(gt_dir, make_degrade_fn(task, deg, kernel_bank, mode),
                                       seed=seed, crop=crop, flip=hflip,
-                                      scale=deg["scale"] if task == "sr" else 1)
+                                      scale=deg["scale"] if task == "sr" else 1,
+                                      decoded_cache=decoded_cache)
 
 
-def clean_dataset(gt_dir, seed: int, crop_size: int | None,
-                  hflip: bool = True) -> torch.utils.data.Dataset:
+def clean_dataset(gt_dir, seed: int, crop_size: int | None, hflip: bool = True,
+                  decoded_cache=None) -> torch.utils.data.Dataset:
     """Training crops of ``gt_dir`` with ``lq = gt`` (a shared stage: clean faces only)."""
     return OnTheFlyDegradationDataset(gt_dir, lambda img, rng: img, seed=seed, crop=crop_size,
-                                      flip=hflip)
+                                      flip=hflip, decoded_cache=decoded_cache)
 
 
 def clean_pairs(gt_dir) -> torch.utils.data.Dataset:

@@ -16,7 +16,7 @@ A run folder (``runs/<profile>/<experiment>/<method>/<task>/<stage>/``) holds:
 - ``superseded-<hash>/``  the state of an earlier run of this stage with another identity
 
 **Identity.** What defines the result: the stage's configuration slice without operational keys
-(workers, logging, checkpoint interval, threads, device) and the *content* digest of every file
+(workers, logging, checkpoint interval, threads, device, decoded-image cache) and the *content* digest of every file
 it reads (:func:`ugpnet.provenance.input_digest`). Same identity and a ``last.pt``: resume.
 Another identity (or ``--restart``): the old state is moved to ``superseded-<old hash>/`` with a
 message, never deleted.
@@ -54,7 +54,7 @@ from .visuals import LOSS_CURVES, VISUAL_FILES, drop_grids_after, logging_settin
 # options that change how a run goes, not what it produces: never part of an identity
 # (checkpoint_sha256 only verifies a file whose content digest is already part of the identity)
 OPERATIONAL_KEYS = frozenset({"num_workers", "log_every", "ckpt_every", "threads", "device",
-                              "progress", "checkpoint_sha256"})
+                              "progress", "checkpoint_sha256", "decoded_cache"})
 STATE_FILES = ("last.pt", "best.pt", "log.jsonl", "val.jsonl", "model.pt", "summary.json")
 FINISHED_MARK = "summary.json"  # written last by a finished run (after model.pt)
 DEFAULT_VALIDATION = {"lpips_net": "alex", "psnr_cap_db": 100.0, "lpips": "always"}
