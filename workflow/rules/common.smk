@@ -35,6 +35,10 @@ RUNS = PLAN.runs
 RES = PLAN.results
 LOGS = PLAN.logs
 BENCH = f"{PLAN.logs}/benchmarks"  # one Snakemake benchmark file (seconds, memory) per job
+# The conda env of every rule (--use-conda). It installs this clone as ${UGPNET_ROOT}, which pip
+# expands from the environment: Snakemake hands conda a copy of the env file in --conda-prefix,
+# so a path relative to the file would resolve from there. The Snakefile's folder, absolute:
+os.environ["UGPNET_ROOT"] = workflow.basedir
 ENV = "../envs/ugpnet.yaml"
 # The CLI reads exactly the configuration Snakemake resolved, from a file named by its content
 # (never rewritten: a dry run with another configuration cannot change what running jobs read).
