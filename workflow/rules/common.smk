@@ -46,7 +46,12 @@ ENV = "../envs/ugpnet.yaml"
 # a moved clone or another python path reruns nothing; only the configuration slices under
 # `params:`, the inputs and the rules' code do.
 os.environ["UGPNET_PARAMS"] = write_resolved(CFG, f"{RUNS}/configs")
-os.environ["UGPNET_PYTHON"] = sys.executable
+# The jobs' Python: Snakemake's own, or with --use-conda (--sdm conda) the env's, first on the
+# PATH of a job that runs in it
+from snakemake.settings.types import DeploymentMethod
+
+os.environ["UGPNET_PYTHON"] = ("python" if DeploymentMethod.CONDA in
+                               workflow.deployment_settings.deployment_method else sys.executable)
 
 
 envvars:
