@@ -17,7 +17,20 @@ include: "workflow/rules/table2.smk"
 include: "workflow/rules/figures.smk"
 
 
+# rules that only name targets (no command) and the copy of Table 1 run where Snakemake runs,
+# never as cluster jobs
+localrules:
+    all,
+    data,
+    figure4,
+    figures,
+    active_table1,
+
+
 rule all:
     input:
         "results/table1.csv",
     default_target: True
+    threads: job_threads("table")
+    resources:
+        **job_resources("table"),

@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 
 from ugpnet.config import resolve_files, write_resolved
@@ -67,6 +68,65 @@ wildcard_constraints:
     did="[0-9a-f]{8}",
     method="[A-Za-z0-9_-]+",
     stage="[A-Za-z0-9_]+",
+
+
+# Threads and resources of every rule, from params.yaml `resources:` (README "Scale out"): each
+# rule names its group (data, train, eval, bench, table); a method's own values
+# (resources.methods.<m>.<group>) are merged over the group's. They are what Snakemake schedules
+# locally (--cores, --resources gpu=N) and what its SLURM executor asks for (cpus_per_task,
+# mem_mb, runtime, gpu; partition and account: workflow/profiles/slurm). Never in a rule's params:
+# changing one reruns nothing.
+RESOURCES = CFG["resources"]
+
+
+def resource_spec(group, methods=()):
+    """The resolved values of ``group`` for a job of ``methods`` (several: the largest of each)."""
+    specs = [{**RESOURCES[group], **(((RESOURCES["methods"].get(m) or {}).get(group)) or {})}
+             for m in methods] or [dict(RESOURCES[group])]
+    return {k: max(s[k] for s in specs) for k in specs[0]}
+
+
+def _job_methods(wildcards, methods):
+    if methods is not None:
+        return list(methods)
+    return [wildcards.method] if "method" in wildcards.keys() else []
+
+
+def job_threads(group, methods=None):
+    """The threads of the rules of ``group`` (0 in params.yaml: the cores given with --cores)."""
+
+    def threads(wildcards):
+        return resource_spec(group, _job_methods(wildcards, methods))["threads"] or workflow.cores
+
+    return threads
+
+
+def job_resources(group, methods=None, max_gpus=None):
+    """The resources of the rules of ``group``: mem_mb, runtime (minutes), gpu, cpus_per_task
+    (the names Snakemake's SLURM executor honours). ``methods``: the job's methods (where there
+    is no {method} wildcard); ``max_gpus``: a cap (a job that cannot use more)."""
+
+    def spec(wildcards):
+        return resource_spec(group, _job_methods(wildcards, methods))
+
+    def gpu(wildcards):
+        n = spec(wildcards)["gpus"]
+        return n if max_gpus is None else min(n, max_gpus)
+
+    return dict(mem_mb=lambda wildcards: spec(wildcards)["mem_mb"],
+                runtime=lambda wildcards: spec(wildcards)["runtime"],
+                gpu=gpu,
+                cpus_per_task=lambda wildcards, threads: threads)
+
+
+_UNKNOWN = sorted(set(RESOURCES["methods"]) - set(CFG["methods"]))
+if _UNKNOWN:
+    print(f"ugpnet (workflow): error: resources.methods names methods that are not configured: "
+          f"{', '.join(_UNKNOWN)} (methods: {', '.join(CFG['methods'])})", file=sys.stderr)
+    sys.exit(2)
+# The methods whose train jobs run DDP (train gpus > 1): their stages are trained by the rule
+# train_ddp (torchrun), every other method's by the rule train (workflow/rules/train.smk)
+DDP_METHODS = sorted(m for m in CFG["methods"] if resource_spec("train", [m])["gpus"] > 1)
 
 
 def dirname(path):

@@ -4,6 +4,9 @@ rule prepare:
     params:
         data=PLAN.data_config(),
         out=lambda w, output: dirname(output.manifest),
+    threads: job_threads("data")
+    resources:
+        **job_resources("data"),
     conda:
         ENV
     log:
@@ -21,6 +24,9 @@ rule kernels:
     params:
         kernels=PLAN.kernel_config(),
         seed=lambda w: PLAN.kernel_seed(w.bank),
+    threads: job_threads("data")
+    resources:
+        **job_resources("data"),
     conda:
         ENV
     log:
@@ -46,6 +52,9 @@ rule degrade:
         out=lambda w, output: dirname(output.manifest),
         kernels=lambda w, input: f"--kernels {input.kernels[0]}" if input.kernels else "",
         seed=lambda w: PLAN.degrade_seed(w.split),
+    threads: job_threads("data")
+    resources:
+        **job_resources("data"),
     conda:
         ENV
     log:
@@ -63,3 +72,6 @@ rule data:
     # degraded val/test splits of Table 1's tasks and Table 3's (`dvc repro` tracks data/<profile>)
     input:
         PLAN.data_inputs(),
+    threads: job_threads("table")
+    resources:
+        **job_resources("table"),

@@ -9,7 +9,9 @@ rule restore:
         out=lambda w, output: dirname(output.manifest),
         # a method that trains nothing (the input reference row) has no checkpoint
         checkpoint=lambda w, input: f"--checkpoint {input.model}" if input.model else "",
-    threads: CFG["threads"]["eval"]
+    threads: job_threads("eval")
+    resources:
+        **job_resources("eval"),
     conda:
         ENV
     log:
@@ -35,7 +37,9 @@ rule evaluate:
     params:
         metrics=CFG["metrics"],
         splits=lambda w: PLAN.evaluation_splits(w.method, w.task),
-    threads: CFG["threads"]["eval"]
+    threads: job_threads("eval")
+    resources:
+        **job_resources("eval"),
     conda:
         ENV
     log:
@@ -71,7 +75,9 @@ if CFG["evaluate_per"] == "task":
                 splits={m: PLAN.evaluation_splits(m, _task) for m in _methods},
                 methods=",".join(_methods),
                 task=_task,
-            threads: CFG["threads"]["eval"]
+            threads: job_threads("eval", methods=_methods)
+            resources:
+                **job_resources("eval", methods=_methods),
             conda:
                 ENV
             log:
@@ -100,6 +106,9 @@ for _split in ("val", "test"):
         params:
             methods=PLAN.multi_output_methods(),
             split=_split,
+        threads: job_threads("table")
+        resources:
+            **job_resources("table"),
         conda:
             ENV
         log:
@@ -149,6 +158,9 @@ rule table1:
     params:
         table=CFG["table1"],
         metrics=CFG["metrics"]["names"],
+    threads: job_threads("table")
+    resources:
+        **job_resources("table"),
     conda:
         ENV
     log:
@@ -173,6 +185,9 @@ rule active_table1:
     params:
         profile=PROFILE,
         experiment=EXPERIMENT,
+    threads: job_threads("table")
+    resources:
+        **job_resources("table"),
     conda:
         ENV
     log:
@@ -190,6 +205,9 @@ rule figure4:
     # drawn by the evidence step
     input:
         PLAN.figure4_inputs() if CFG.get("figure4") else [],
+    threads: job_threads("table")
+    resources:
+        **job_resources("table"),
 
 
 rule table3:
@@ -212,6 +230,9 @@ rule table3:
     params:
         table=CFG.get("table3"),
         metrics=CFG["metrics"]["names"],
+    threads: job_threads("table")
+    resources:
+        **job_resources("table"),
     conda:
         ENV
     log:

@@ -10,6 +10,9 @@ rule ood_prepare:
     params:
         ood=FIGS.ood_config(),
         out=lambda w, output: dirname(output.manifest),
+    threads: job_threads("data")
+    resources:
+        **job_resources("data"),
     conda:
         ENV
     log:
@@ -33,6 +36,9 @@ rule ood_degrade:
         out=lambda w, output: dirname(output.manifest),
         kernels=lambda w, input: f"--kernels {input.kernels[0]}" if input.kernels else "",
         seed=PLAN.degrade_seed("test"),
+    threads: job_threads("data")
+    resources:
+        **job_resources("data"),
     conda:
         ENV
     log:
@@ -56,7 +62,9 @@ rule ood_restore:
         lq=lambda w, input: dirname(input.lq),
         out=lambda w, output: dirname(output.manifest),
         checkpoint=lambda w, input: f"--checkpoint {input.model}" if input.model else "",
-    threads: CFG["threads"]["eval"]
+    threads: job_threads("eval")
+    resources:
+        **job_resources("eval"),
     conda:
         ENV
     log:
@@ -81,6 +89,9 @@ rule draw_figures:
         figures=CFG.get("figures"),
         figure4=CFG.get("figure4"),
         out=lambda w, output: dirname(output[0]),
+    threads: job_threads("table")
+    resources:
+        **job_resources("table"),
     conda:
         ENV
     log:
@@ -97,3 +108,6 @@ rule figures:
     input:
         rules.draw_figures.output,
         rules.table2.output.csv if CFG.get("table2") else [],
+    threads: job_threads("table")
+    resources:
+        **job_resources("table"),

@@ -12,9 +12,11 @@ if CFG.get("table2"):
         params:
             table=_T2,
             methods=",".join(_T2["methods"]),
-        # a function: `workflow.cores` is read when the job is made, so commands that define no
-        # --cores (snakemake --report) still parse the workflow
-        threads: lambda wildcards: workflow.cores
+        # threads 0 (resources.bench, the offline profiles): `workflow.cores`, read when the job
+        # is made, so commands that define no --cores (snakemake --report) still parse the workflow
+        threads: job_threads("bench")
+        resources:
+            **job_resources("bench"),
         conda:
             ENV
         log:
@@ -41,6 +43,9 @@ if CFG.get("table2"):
                         labels={"result": "Table 2 provenance"}),
         params:
             table=_T2,
+        threads: job_threads("table")
+        resources:
+            **job_resources("table"),
         conda:
             ENV
         log:
