@@ -225,6 +225,8 @@ def summarize(mode: str, cfg, want: dict, inference: dict, train: dict, device: 
     for name, res in (("inference", inference), ("train", train)):
         if not res.get("complete"):
             failures.append(f"the {name} bench did not complete (exit {res.get('_rc')})")
+        elif res.get("_rc", 0) not in (0, 1):  # 1: a check failed (named above); else a crash
+            failures.append(f"the {name} bench exited with status {res['_rc']}")
     backends = next((s["backends"] for s in got.values() if "backends" in s), None)
     counts = {k: sum(s["status"] == k for s in stages)
               for k in ("ok", "not trained", "failed", "error", "skipped", "missing")}

@@ -202,3 +202,6 @@ def test_summary_fails_on_a_missing_or_failed_stage():
     assert any(f.startswith(f"train {name}: missing") for f in part["failures"])
     assert any("not finite: loss" in f for f in part["failures"])
     assert any("did not complete" in f for f in part["failures"])
+    crashed = gc.summarize("cpu", cfg, want, {**inference, "_rc": 1},  # (1: a check failed)
+                           {"complete": True, "train": rows, "_rc": 2}, device, {})
+    assert crashed["failures"] == ["the train bench exited with status 2"]

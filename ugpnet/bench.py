@@ -406,6 +406,8 @@ def _say_result(row: dict) -> str:
         return f"ERROR {row['error'][:300]}"
     state = "" if "ok" not in row else ("ok " if row["ok"] else
                                         f"FAILED ({'; '.join(row.get('failures', []))}) ")
+    if "first_step_s" not in row and "median_s" not in row:  # e.g. nothing trained
+        return f"{state}{row.get('note', 'nothing measured')}"
     return f"{state}{row.get('wall_s', 0):.1f} s"
 
 

@@ -102,8 +102,11 @@ def _bench(args, cfg) -> int:
                   + (f"error: {r['error']}" if "error" in r else f"skipped: {r['skipped']}"))
             continue
         ratio = f"{r['ratio_to_nafnet']:.2f}x NAFNet" if "ratio_to_nafnet" in r else ""
+        mem = (f"{r['peak_mem_mb']:8.0f} MB" if "peak_mem_mb" in r
+               else f"{r['process_peak_rss_mb']:8.0f} MB (process)")
+        failed = "" if r.get("ok", True) else f"  FAILED: {'; '.join(r.get('failures', []))}"
         print(f"{r['method']:>8} {r['task']:>7}  {r['params'] / 1e6:7.2f} M  "
-              f"{r['median_s']:7.3f} s  {r['peak_mem_mb']:8.0f} MB  {ratio}")
+              f"{r['median_s']:7.3f} s  {mem}  {ratio}{failed}")
     for r in result["train"]:
         what = (f"{r['it_per_s']:.3f} it/s ({r['sec_per_iter']:.2f} s/iter, {r['precision']})"
                 if "it_per_s" in r else
