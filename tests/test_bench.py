@@ -51,3 +51,21 @@ def test_bench_refuses_unknown_methods_and_missing_cuda(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main(["--profile", "tiny", "bench", "--device", "cuda", "--out",
                      str(tmp_path / "b.json")]) == 2
+
+
+def test_bench_check_options(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    base = ["--profile", "tiny", "bench", "--methods", "nafnet", "--tasks", "deblur",
+            "--out", str(out)]
+    assert main(base + ["--no-inference"]) == 2  # nothing left to measure
+    assert "nothing to measure" in capsys.readouterr().err
+    assert main(base + ["--runs", "0"]) == 2  # inference needs a timed run
+    assert "--runs must be at least 1" in capsys.readouterr().err
+    # a spent budget: nothing starts, every row is recorded skipped, and --check fails
+    assert main(base + ["--train", "--check", "--one-process", "--budget", "0"]) == 1
+    res = json.loads(out.read_text())
+    assert res["complete"] is True and res["options"]["budget_s"] == 0
+    rows = res["inference"] + res["train"]
+    assert [(r.get("stage"), r["ok"]) for r in rows] == [(None, False), ("train", False)]
+    assert all("time budget" in r["skipped"] for r in rows)
+    assert "2 measurement(s) failed or were skipped" in capsys.readouterr().err
