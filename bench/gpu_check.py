@@ -13,8 +13,8 @@ the work:
    optimiser of the stage has parameters with non-zero finite gradients (counts recorded), the
    peak GPU memory (reset per stage), the build time, the first step's time and the time of
    the next step(s).
-3. One JSON summary: device, torch / CUDA / cuDNN versions, the numerics flags the training
-   path left in effect, per stage and per network results, what the paper's tables and the
+3. One JSON summary: device, torch / CUDA / cuDNN versions, the GPU policy the training path
+   applied (``configure_backends`` of ``cuda:`` in params.yaml) and the flags read back, per stage and per network results, what the paper's tables and the
    baselines under ``baselines/`` asked for and whether it was covered, wall times, pass/fail.
 
 Both bench runs use ``--one-process`` (one worker, replaced after an error: a fresh process per
@@ -228,6 +228,7 @@ def summarize(mode: str, cfg, want: dict, inference: dict, train: dict, device: 
         elif res.get("_rc", 0) not in (0, 1):  # 1: a check failed (named above); else a crash
             failures.append(f"the {name} bench exited with status {res['_rc']}")
     backends = next((s["backends"] for s in got.values() if "backends" in s), None)
+    policy = next((s["cuda_policy"] for s in got.values() if "cuda_policy" in s), None)
     counts = {k: sum(s["status"] == k for s in stages)
               for k in ("ok", "not trained", "failed", "error", "skipped", "missing")}
     peak = max((s.get("peak_mem_mb") or 0 for s in stages), default=0)
@@ -235,7 +236,7 @@ def summarize(mode: str, cfg, want: dict, inference: dict, train: dict, device: 
         "check": "bench/gpu_check.sh (issue 23)", "mode": mode, "passed": not failures,
         "failures": failures, "profile": cfg["profile"], "size": cfg["data"]["resolution"],
         "device": device, "weights": WEIGHTS, "batch": BATCH,
-        "backends_in_effect": backends,
+        "backends_in_effect": backends, "cuda_policy": policy,
         "code": train.get("code") or inference.get("code"),
         "wall_s": wall,
         "train": {"methods": len(trained_methods), "stages": len(stages), "counts": counts,

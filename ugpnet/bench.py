@@ -112,16 +112,18 @@ def _input(cfg, kind, mcfg, task, size, device) -> torch.Tensor:
     return torch.rand(1, 3, side, side, device=device)
 
 
-def _setup(cfg, threads, device) -> None:
+def _setup(cfg, threads, device) -> dict:
     """What ``ugpnet train`` does before a stage (plugins, threads, the device as the training
-    code resolves it, the seed), so the measured step runs under the training path's settings."""
+    code resolves it, the GPU policy of ``cuda:`` in params.yaml, the seed), so the measured step
+    runs under the training path's settings; returns the GPU policy in force ({} on the CPU)."""
     from .config import import_plugins
-    from .training.common import resolve_device, seed_everything
+    from .training.common import configure_backends, resolve_device, seed_everything
 
     import_plugins(cfg.get("plugins", []))
     torch.set_num_threads(threads)
-    resolve_device(str(device))
+    policy = configure_backends(cfg.get("cuda"), resolve_device(str(device)))
     seed_everything(cfg["data"]["seed"])
+    return policy
 
 
 def _number(v):
@@ -243,7 +245,7 @@ def _train(cfg, method, task, stage, size, device, runs, threads, check=False,
            shared=False) -> dict:
     from .methods import kind_of
 
-    _setup(cfg, threads, device)
+    policy = _setup(cfg, threads, device)
     mem = _reset_memory(device)
     kind = kind_of(cfg, method)
     out = {"method": method, "task": task, "stage": stage}
@@ -279,7 +281,7 @@ def _train(cfg, method, task, stage, size, device, runs, threads, check=False,
     if check:
         failures = verdict.pop("failures") + [f"not finite at {b}" for b in later_bad]
         out.update({"trained": True, "build_s": round(build_s, 3), **verdict,
-                    "backends": backend_flags(),
+                    "backends": backend_flags(), "cuda_policy": policy,
                     "ok": not failures, **({"failures": failures} if failures else {})})
     return out
 
