@@ -1,6 +1,5 @@
 """End-to-end: the real Snakemake DAG on the `tiny` profile (bundled photographs, 32 px)."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +11,11 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from ugpnet.metrics.evaluate import BUNDLE_SCHEMA, read_bundle_record
-from workspace import REPO, copy_workflow, env_with, failure, plan_for, snakemake
+from workspace import ALL_METHODS, REPO, copy_workflow, env_with, plan_for, snakemake
 
 
 # what the built-in kinds are (the methods of the default table are read from the configuration)
 KIND_FAMILIES = {"input": "reference", "regression": "regression", "ugpnet": "generative"}
-# the end-to-end run has every method of the default table, the baselines included (the tiny
-# profile alone lists UGPNet and its backbones, for the engine's other DAG tests)
-ALL_METHODS = "tiny_all_methods.yaml"
 KIND_STAGES = {"regression": ["train"], "ugpnet": ["restoration", "synthesis", "fusion"]}
 
 
@@ -31,14 +27,10 @@ def test_snakemake_lint_is_clean(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("dag"))
-    shutil.copy(REPO / "tests" / ALL_METHODS, work / ALL_METHODS)
-    r = snakemake(["--cores", "2", "results/table1.csv", "--config", "profile=tiny",
-                   "--configfile", "params.yaml", ALL_METHODS], work)
-    if r.returncode != 0:
-        pytest.fail(failure(r, work))
-    return work
+def tiny_run(tiny_end_to_end):
+    # the end-to-end run with every method of the default table (tests/conftest.py: made once
+    # per session, tests/test_slurm.py compares its SLURM run with it)
+    return tiny_end_to_end
 
 
 @pytest.fixture(scope="module")

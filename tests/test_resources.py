@@ -9,11 +9,13 @@ values params.yaml gives its rule's group, merged with its method's own. The pro
 """
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
-from workspace import copy_workflow, plan_for, snakemake
+from workspace import copy_workflow, failure, make_tiny_data, plan_for, snakemake
 
 CORES = 4
 # each rule's group (params.yaml resources); a rule missing here fails the test: say its group
@@ -137,6 +139,30 @@ def test_train_runs_ddp_with_torchrun_only_when_it_has_several_gpus(dry_run):
         elif job["rule"] == "train":
             assert '"$UGPNET_PYTHON" -m ugpnet train --method' in job["shell"], job["shell"]
             assert "torch.distributed" not in job["shell"]
+
+
+@pytest.mark.long
+def test_a_train_job_with_two_gpus_runs_ddp_under_torchrun(tmp_path):
+    # the tiny profile is device: cpu, so the 2 processes join with gloo: the rule's command
+    # (torchrun, the per-process threads) runs for real, the data made in-process beforehand
+    work = copy_workflow(tmp_path)
+    (work / "ddp.yaml").write_text("overrides:\n  resources:\n    methods:\n"
+                                   "      nafnet: {train: {gpus: 2, threads: 2}}\n")
+    plan = plan_for(work, configfiles=["ddp.yaml"])
+    make_tiny_data(plan, tasks=("denoise",))
+    stage = Path(plan.stage_dir("nafnet", "denoise", "train"))
+    r = snakemake(["--cores", "2", str((stage / "model.pt").relative_to(work)),
+                   "--config", "profile=tiny", "--configfile", "params.yaml", "ddp.yaml"],
+                  work, timeout=600)
+    assert r.returncode == 0, failure(r, work)
+    assert "rule train_ddp:" in r.stdout + r.stderr and "rule prepare:" not in r.stderr
+    log = (Path(plan.logs) / "train_nafnet_denoise_train.log").read_text()
+    assert "-m torch.distributed.run --standalone --nproc-per-node 2 -m ugpnet train" in log
+    assert "--threads 1 --no-progress" in log  # 2 threads over 2 processes
+    # the run records how many processes trained it (ugpnet/training/loop.py)
+    options = json.loads((stage / "options.json").read_text())
+    assert options["operational"]["training_processes"] == 2, options["operational"]
+    assert (stage / "model.pt").is_file()
 
 
 def test_a_misspelt_method_in_resources_is_an_error(tmp_path):

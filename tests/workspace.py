@@ -12,6 +12,10 @@ from ugpnet.plan import KERNEL_BANKS, Plan
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# the end-to-end run has every method of the default table, the baselines included (the tiny
+# profile alone lists UGPNet and its backbones, for the engine's other DAG tests); made once per
+# session by the tiny_end_to_end fixture (tests/conftest.py)
+ALL_METHODS = "tiny_all_methods.yaml"
 
 
 def copy_workflow(dst: Path, repo: Path = REPO) -> Path:
