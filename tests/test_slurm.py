@@ -34,7 +34,10 @@ import pytest
 from ugpnet.metrics.evaluate import read_bundle_record
 from workspace import ALL_METHODS, REPO, copy_workflow, failure, plan_for, snakemake
 
-pytestmark = pytest.mark.long
+# root is checked when the module is collected, before the session's local run is made for it
+pytestmark = [pytest.mark.long,
+              pytest.mark.skipif(os.geteuid() != 0, reason="not root: the test installs packages "
+                                 "and starts SLURM's daemons (tests/slurm/start_cluster.sh)")]
 
 SCRIPTS = REPO / "tests" / "slurm"
 SLICE = "tiny_denoise.yaml"
@@ -53,10 +56,6 @@ def _say(message: str) -> None:
 @pytest.fixture(scope="module")
 def cluster():
     """A one-node SLURM cluster for this module (one at a time on a machine: a file lock)."""
-    if os.geteuid() != 0:
-        reason = SKIP_REASONS[2]
-        _say(f"skipped: {reason}")
-        pytest.skip(reason)
     lock = open(os.path.join(tempfile.gettempdir(), "ugpnet-slurm-test.lock"), "w")
     fcntl.flock(lock, fcntl.LOCK_EX)
     state = Path(tempfile.mkdtemp(prefix="ugpnet-slurm-"))
