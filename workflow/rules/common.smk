@@ -58,6 +58,7 @@ os.environ["UGPNET_PYTHON"] = ("python" if DeploymentMethod.CONDA in
 envvars:
     "UGPNET_PARAMS",
     "UGPNET_PYTHON",
+    "UGPNET_ROOT",
 
 
 wildcard_constraints:
