@@ -13,17 +13,28 @@ the work:
    optimiser of the stage has parameters with non-zero finite gradients (counts recorded), the
    peak GPU memory (reset per stage), the build time, the first step's time and the time of
    the next step(s).
-3. One JSON summary: device, torch / CUDA / cuDNN versions, the GPU policy the training path
-   applied (``configure_backends`` of ``cuda:`` in params.yaml) and the flags read back, per stage and per network results, what the paper's tables and the
-   baselines under ``baselines/`` asked for and whether it was covered, wall times, pass/fail.
+3. The training loop through the workflow (part "loop"): in a temporary work folder, Snakemake
+   on the repository's Snakefile with the tiny profile, ``device: cuda`` (``cpu`` in cpu mode)
+   and ``num_workers: 2`` for NAFNet, targeting NAFNet's denoise ``model.pt`` only (its data:
+   prepare, degrade the val split; then the real ``ugpnet train``: loader worker processes,
+   pinned batches on CUDA, validation, checkpoints, the final export). Checked: the model
+   exists, ``options.json`` records the GPU policy (``operational.cuda``: written only when the
+   run's device is CUDA; absent on the CPU) and the 2 workers, ``val.jsonl`` holds finite
+   metrics.
+4. One JSON summary: device, torch / CUDA / cuDNN versions, the GPU policy the training path
+   applied (``configure_backends`` of ``cuda:`` in params.yaml) and the flags read back, per
+   stage and per network results, the loop part, what the paper's tables and the baselines
+   under ``baselines/`` asked for and whether it was covered, wall times, pass/fail.
 
 Both bench runs use ``--one-process`` (one worker, replaced after an error: a fresh process per
 stage would cost seconds of start-up each, 80 times) and a time budget, so the whole check ends
 within ``--time-limit`` seconds; stages that did not start in time are recorded as skipped and
-fail the check. Weights are random (no pretrained file is read: StyleGAN2, ArcFace, VGG...
-are the user's; kinds that need one leave the term out or use random weights, as their
-``benchmark_stage`` notes say), so the losses' values mean nothing; only that they are finite
-and that gradients flow.
+fail the check. The train bench leaves ``loop_reserve`` seconds to the loop part, which has its
+own limit (``loop_timeout``) and is recorded as skipped (failing the check) when less than
+``loop_min`` seconds are left. Weights are random (no pretrained file is read: StyleGAN2,
+ArcFace, VGG... are the user's; kinds that need one leave the term out or use random weights,
+as their ``benchmark_stage`` notes say), so the losses' values mean nothing; only that they are
+finite and that gradients flow.
 
 Modes: ``gpu`` (the paper profile at 512 px on ``cuda``) and ``cpu`` (the same code path with
 the tiny profile's networks and size on the CPU, for CI: tests/test_gpu_check.py).
@@ -37,9 +48,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,12 +65,18 @@ if str(ROOT) not in sys.path:  # run as a script: the repository's ugpnet and ba
     sys.path.insert(0, str(ROOT))
 
 MODES = {
-    # profile, device, train timed steps after the checked one, total limit (s), per-stage limit
+    # profile, device, train timed steps after the checked one, total limit (s), per-stage limit;
+    # the loop part: its limit, the seconds the train bench leaves it, the least it starts with
     "gpu": {"profile": "paper", "device": "cuda", "runs": 1, "time_limit": 450,
-            "cell_timeout": 60, "inference_limit": 120},
+            "cell_timeout": 60, "inference_limit": 120,
+            "loop_timeout": 120, "loop_reserve": 60, "loop_min": 30},
     "cpu": {"profile": "tiny", "device": "cpu", "runs": 0, "time_limit": 900,
-            "cell_timeout": 120, "inference_limit": 300},
+            "cell_timeout": 120, "inference_limit": 300,
+            "loop_timeout": 300, "loop_reserve": 120, "loop_min": 30},
 }
+# the loop part: one stage of the tiny profile through the workflow (its profile is tiny in both
+# modes: the loop's machinery, not the networks' scale, is what it checks)
+LOOP = {"profile": "tiny", "method": "nafnet", "task": "denoise", "num_workers": 2}
 WEIGHTS = ("random: no pretrained file is read (StyleGAN2 prior, ArcFace, VGG19, official "
            "releases are the user's); where a kind's loss needs such a network its training "
            "benchmark leaves the term out or uses random weights (each stage's note says which)")
@@ -71,6 +90,10 @@ NOT_COVERED = [
     "device; the DAG's tests cover those on CPU)",
     "the recipes' batch sizes: one image per step for most stages (see batch)",
 ]
+LOOP_UNCOVERED = NOT_COVERED[1]  # dropped when the loop part passed, for what it leaves out:
+LOOP_LEAVES = ("the training loop of the other methods and at paper scale: the loop part runs "
+               "one tiny stage (NAFNet, denoise, 32 px, 4 iterations); the DAG's tests run "
+               "every method's loop on CPU")
 
 
 def _say(line: str) -> None:
@@ -161,6 +184,142 @@ def _run_bench(python: str, argv: list[str], out: Path, limit: float) -> dict:
     return result
 
 
+def _tail(path: Path, n: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def run_loop(mode: str, limit: float, threads: int | None = None) -> dict:
+    """Part 3: Snakemake on the repository's workflow in a temporary work folder (the tiny
+    profile, ``device`` of the mode, ``num_workers`` 2 for the method), targeting one trained
+    stage's ``model.pt``, stopped after ``limit`` seconds; then the run folder is checked. A
+    result row (``status`` ok / failed / timeout / skipped, ``failures``, ``error_tail``)."""
+    from ugpnet.config import resolve_files
+    from ugpnet.plan import Plan
+
+    t = time.monotonic()
+    dev = MODES[mode]["device"]
+    m, task = LOOP["method"], LOOP["task"]
+    row = {"profile": LOOP["profile"], "method": m, "task": task, "device": dev,
+           "num_workers": LOOP["num_workers"], "pin_memory": dev == "cuda", "ok": False}
+    if limit < MODES[mode]["loop_min"]:
+        row.update(status="skipped", wall_s=0.0,
+                   skipped=f"time budget: {max(limit, 0):.0f} s left, the loop part starts with "
+                           f"{MODES[mode]['loop_min']} s or more")
+        return row
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="gpu_check-loop-") as tmp:
+        work = Path(tmp)
+        shutil.copy(ROOT / "params.yaml", work / "params.yaml")
+        override = {"overrides": {"device": dev,
+                                  "methods": {m: {"train": {"num_workers": LOOP["num_workers"]}}}}}
+        (work / "loop.yaml").write_text(json.dumps(override, indent=1) + "\n")  # (YAML too)
+        # what the workflow resolves there (same files, same --config): the target's path
+        cfg = resolve_files([work / "params.yaml", work / "loop.yaml"],
+                            extra={"profile": LOOP["profile"]}, warnings=[])
+        plan = Plan.of(cfg)
+        stages = [st.name for st in plan.stages(m, task)]
+        stage = stages[-1]  # the stage that makes the method's model (tiny NAFNet: train)
+        run_dir = Path(plan.stage_dir(m, task, stage))
+        target = run_dir / "model.pt"
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
+               "--cores", str(threads or 2), "--show-failed-logs",
+               "--configfile", "params.yaml", "loop.yaml",
+               "--config", f"profile={LOOP['profile']}", "--", str(target)]
+        row.update(stage=stage, target=str(target),
+                   command=" ".join(["snakemake", *cmd[3:]]), override=override["overrides"])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        log = work / "snakemake.out"
+        _say(f"loop: {row['command']} (in {work}, limit {limit:.0f} s)")
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            try:
+                rc = proc.wait(timeout=max(limit, 1))
+            except subprocess.TimeoutExpired:
+                _say(f"loop: time limit of {limit:.0f} s reached: stopping Snakemake")
+                rc = _stop(proc)
+                failures.append(f"no result after {limit:.0f} s (stopped)")
+                row["timeout"] = True
+            finally:
+                if proc.poll() is None:
+                    _stop(proc)
+        row["rc"] = rc
+        text = _tail(log, 10**6)
+        row["jobs_finished"] = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", text)
+        if rc != 0 and not row.get("timeout"):
+            failures.append(f"snakemake exited with status {rc}")
+        run = work / run_dir
+        if not (work / target).is_file():
+            failures.append(f"{target} was not written")
+        try:
+            options = json.loads((run / "options.json").read_text())
+        except (OSError, ValueError) as e:
+            options = None
+            failures.append(f"options.json of the run not readable ({type(e).__name__})")
+        if options is not None:
+            op = options.get("operational") or {}
+            row["operational"] = op
+            row["operational_cuda"] = op.get("cuda")
+            workers = [v for k, v in op.items() if k.endswith("num_workers")]
+            if workers != [LOOP["num_workers"]]:
+                failures.append(f"options.json records num_workers {workers}, not "
+                                f"[{LOOP['num_workers']}]: the override did not reach the run")
+            if dev == "cuda" and not op.get("cuda"):
+                failures.append("options.json records no operational.cuda: the stage did not "
+                                "run on a CUDA device")
+            if dev == "cpu" and "cuda" in op:
+                failures.append("options.json records operational.cuda on a CPU run")
+            # the device itself is not recorded (it is operational); operational.cuda is written
+            # only when the resolved device is CUDA (ugpnet/commands/train.py)
+            row["ran_on"] = "cuda" if op.get("cuda") else "cpu"
+        vals = []
+        try:
+            vals = [json.loads(x) for x in (run / "val.jsonl").read_text().splitlines()
+                    if x.strip()]
+        except (OSError, ValueError) as e:
+            failures.append(f"val.jsonl of the run not readable ({type(e).__name__})")
+        metrics = [{k: v for k, v in r.items() if k not in ("iter", "selected")} for r in vals]
+        row["val"] = [{"iter": r.get("iter"), **mt} for r, mt in zip(vals, metrics)]
+        if options is not None and not vals:
+            failures.append("val.jsonl holds no validation")
+        bad = [f"iter {r.get('iter')} {k}={v}" for r, mt in zip(vals, metrics)
+               for k, v in mt.items()
+               if not (isinstance(v, (int, float)) and math.isfinite(v))]
+        if bad:
+            failures.append("val.jsonl: metrics not finite: " + ", ".join(bad[:6]))
+        try:
+            summ = json.loads((run / "summary.json").read_text())
+            row.update(selected_iter=summ.get("selected_iter"), train_s=summ.get("seconds"),
+                       total_iters=summ.get("total_iters"))
+        except (OSError, ValueError):
+            pass
+        row["checkpoints"] = sorted(p.name for p in run.glob("*.pt")) if run.is_dir() else []
+        bench = work / plan.logs / "benchmarks" / "train" / f"{m}_{task}_{stage}.tsv"
+        try:  # Snakemake's benchmark of the train job: wall s, peak RSS of the job (MB)
+            head, vals_line = bench.read_text().splitlines()[:2]
+            b = dict(zip(head.split("\t"), vals_line.split("\t")))
+            row.update(train_job_s=float(b["s"]), train_job_max_rss_mb=float(b["max_rss"]))
+        except (OSError, ValueError, KeyError):
+            pass
+        if failures:
+            job_log = work / plan.logs / f"train_{m}_{task}_{stage}.log"
+            row["error_tail"] = (text[-3000:] + ("\n== " + str(job_log.relative_to(work)) + "\n"
+                                                 + _tail(job_log, 2000)
+                                                 if job_log.is_file() else ""))
+    row["failures"] = failures
+    row["ok"] = not failures
+    row["status"] = ("ok" if not failures else "timeout" if row.get("timeout")
+                     else "failed")
+    row["wall_s"] = round(time.monotonic() - t, 1)
+    row["peak_gpu_mem"] = ("not measured: the stage trains in Snakemake's job process"
+                           if dev == "cuda" else None)
+    return row
+
+
 def _stage_row(r: dict | None) -> dict:
     if r is None:
         return {"status": "missing", "ok": False,
@@ -182,7 +341,12 @@ def _stage_row(r: dict | None) -> dict:
 
 
 def summarize(mode: str, cfg, want: dict, inference: dict, train: dict, device: dict,
-              wall: dict) -> dict:
+              wall: dict, loop: dict | None = None) -> dict:
+    """The summary; ``loop``: the loop part's row (:func:`run_loop`; None: it did not run,
+    which fails the check)."""
+    if loop is None:
+        loop = {"method": LOOP["method"], "task": LOOP["task"], "status": "missing", "ok": False,
+                "failures": ["the loop part did not run"]}
     got = {(r["method"], r["task"], r["stage"]): r for r in train.get("train", [])}
     stages = [{**s, **_stage_row(got.get((s["method"], s["task"], s["stage"])))}
               for s in want["stages"]]
@@ -227,6 +391,12 @@ def summarize(mode: str, cfg, want: dict, inference: dict, train: dict, device: 
             failures.append(f"the {name} bench did not complete (exit {res.get('_rc')})")
         elif res.get("_rc", 0) not in (0, 1):  # 1: a check failed (named above); else a crash
             failures.append(f"the {name} bench exited with status {res['_rc']}")
+    if not loop.get("ok"):
+        failures.append(f"loop {loop.get('method')}/{loop.get('task')}: {loop['status']}"
+                        + (f" ({loop['skipped']})" if loop.get("skipped") else "")
+                        + (f" ({'; '.join(loop['failures'])})" if loop.get("failures") else ""))
+    not_covered = ([LOOP_LEAVES if n == LOOP_UNCOVERED else n for n in NOT_COVERED]
+                   if loop.get("ok") else NOT_COVERED)
     backends = next((s["backends"] for s in got.values() if "backends" in s), None)
     policy = next((s["cuda_policy"] for s in got.values() if "cuda_policy" in s), None)
     counts = {k: sum(s["status"] == k for s in stages)
@@ -244,10 +414,12 @@ def summarize(mode: str, cfg, want: dict, inference: dict, train: dict, device: 
                   "rows": stages, **({"unexpected": [list(k) for k in extra]} if extra else {})},
         "inference": {"table": "Table 2", "task": t2["task"], "size": inference.get("size"),
                       "runs": inference.get("runs"), "rows": infer},
+        "loop": loop,
         "methods_without_stages": no_stage,
         "coverage": coverage,
-        "not_covered": NOT_COVERED,
-        "commands": {"inference": inference.get("_cmd"), "train": train.get("_cmd")},
+        "not_covered": not_covered,
+        "commands": {"inference": inference.get("_cmd"), "train": train.get("_cmd"),
+                     "loop": loop.get("command")},
     }
 
 
@@ -304,16 +476,23 @@ def main(argv=None) -> int:
         inference = _run_bench(sys.executable, inf_argv, Path(tmp) / "inference.json",
                                inf_limit)
         inference["_cmd"] = "ugpnet " + " ".join(inf_argv)
-        left = limit - (time.monotonic() - t0)
+        left = limit - (time.monotonic() - t0) - mode["loop_reserve"]  # (the loop's share)
         train_argv = ["--profile", mode["profile"], "bench", "--train", "--no-inference",
                       "--methods", ",".join(want["methods"]), "--runs", str(mode["runs"]),
                       *common, "--budget", str(round(max(left - mode["cell_timeout"] - 20,
                                                         left / 2)))]
         train = _run_bench(sys.executable, train_argv, Path(tmp) / "train.json", left - 5)
         train["_cmd"] = "ugpnet " + " ".join(train_argv)
+    # the training loop through the workflow: its own limit, in what the budget left
+    try:
+        loop = run_loop(args.mode, min(mode["loop_timeout"], limit - (time.monotonic() - t0) - 5),
+                        args.threads)
+    except Exception as e:  # (a bug of this script or the configuration: recorded, not fatal)
+        loop = {**LOOP, "device": mode["device"], "status": "error", "ok": False, "wall_s": 0.0,
+                "failures": [f"{type(e).__name__}: {e}"[:500]]}
     wall = {"total": round(time.monotonic() - t0, 1), "inference": inference["_wall_s"],
-            "train": train["_wall_s"], "limit": limit}
-    summary = summarize(args.mode, cfg, want, inference, train, device, wall)
+            "train": train["_wall_s"], "loop": loop["wall_s"], "limit": limit}
+    summary = summarize(args.mode, cfg, want, inference, train, device, wall, loop)
     from ugpnet.io import atomic_write_json
 
     atomic_write_json(out, summary)
@@ -326,6 +505,10 @@ def main(argv=None) -> int:
                 + (f"{r['peak_mem_mb']:.0f} MB" if "peak_mem_mb" in r else
                    f"RSS of the process so far {r.get('process_peak_rss_mb', 0):.0f} MB")
                 if "median_s" in r else ""))
+    _say(f"loop {loop['method']}/{loop['task']} through Snakemake on {loop['device']}: "
+         f"{loop['status']} in {loop['wall_s']:.0f} s"
+         + (f", val PSNR {loop['val'][-1].get('psnr', float('nan')):.2f} dB"
+            if loop.get("val") else ""))
     for f in summary["failures"]:
         _say(f"FAILED {f}")
     _say(f"{'PASSED' if summary['passed'] else 'FAILED'} in {wall['total']:.0f} s; wrote {out}")

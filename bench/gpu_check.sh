@@ -2,7 +2,9 @@
 # The GPU check of issue 23 (see bench/README.md, "GPU check"): on one GPU, in under 8 minutes,
 # builds every paper-scale method, runs one training step of every stage of every method (loss
 # finite, gradients non-zero, peak memory, step time), times Table 2's inference at 512 px with
-# `ugpnet bench`, and writes one JSON summary. Random weights. Installs nothing beyond `make
+# `ugpnet bench`, trains one tiny stage (NAFNet, denoise) through the Snakemake workflow on the
+# GPU in a temporary folder (data loader workers, pinned batches, validation, checkpoints), and
+# writes one JSON summary. Random weights. Installs nothing beyond `make
 # setup` (run only when .venv is missing; its time is not part of the 8 minutes).
 #
 #   bench/gpu_check.sh [--cpu] [--out FILE.json] [--time-limit SECONDS] [--threads N]

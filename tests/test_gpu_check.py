@@ -1,5 +1,6 @@
 """The GPU check (bench/gpu_check.sh, issue 23): its CPU mode end to end (the same code path as on
-a GPU, the tiny profile's networks), and the parts that decide pass or fail."""
+a GPU, the tiny profile's networks; its loop part trains one tiny stage through Snakemake), and the
+parts that decide pass or fail."""
 import importlib.util
 import json
 import math
@@ -93,6 +94,25 @@ def test_cpu_mode_checks_every_stage_of_every_method(tmp_path):
     trained = {m for m, _, _ in rows}
     assert all(set(ms) <= trained for ms in cov["baselines"].values())
     assert "[gpu_check" in p.stderr and "PASSED" in p.stderr
+
+    # part 3: the training loop through the workflow (Snakemake, the tiny profile), one stage
+    loop = res["loop"]
+    assert loop["status"] == "ok" and loop["ok"] and loop["failures"] == [], loop
+    assert (loop["method"], loop["task"], loop["stage"]) == ("nafnet", "denoise", "train")
+    assert loop["device"] == "cpu" and loop["rc"] == 0 and loop["ran_on"] == "cpu"
+    assert loop["target"].endswith("nafnet/denoise/train/model.pt")
+    # only what that one model needs ran: the data it reads and the stage
+    assert sorted(loop["jobs_finished"]) == ["degrade", "prepare", "train"]
+    assert loop["operational"]["method.train.num_workers"] == 2  # the override reached the run
+    assert loop["operational_cuda"] is None and not loop["pin_memory"]  # (a CPU run)
+    assert {"model.pt", "best.pt", "last.pt"} <= set(loop["checkpoints"])
+    assert loop["val"] and all(math.isfinite(r[k]) for r in loop["val"]
+                               for k in ("psnr", "ssim", "lpips"))
+    assert loop["total_iters"] == cfg["methods"]["nafnet"]["train"]["total_iters"]
+    assert 0 < loop["wall_s"] == res["wall_s"]["loop"] and loop["train_job_s"] > 0
+    assert loop["command"] == res["commands"]["loop"] and "snakemake" in loop["command"]
+    assert not any("data loading" in n for n in res["not_covered"])
+    assert any("training loop of the other methods" in n for n in res["not_covered"])
 
 
 class _Stage:
@@ -192,16 +212,40 @@ def test_summary_fails_on_a_missing_or_failed_stage():
         {"method": m, "task": want["table2"]["task"], "ok": True, "median_s": 0.1}
         for m in want["table2"]["methods"]]}
     device = {"name": "test"}
-    full = gc.summarize("cpu", cfg, want, inference, {"complete": True, "train": rows}, device, {})
+    loop = {"method": "nafnet", "task": "denoise", "status": "ok", "ok": True, "failures": []}
+    full = gc.summarize("cpu", cfg, want, inference, {"complete": True, "train": rows}, device, {},
+                        loop)
     assert full["passed"] and full["train"]["counts"]["ok"] == len(rows)
+    assert full["loop"] == loop and gc.LOOP_UNCOVERED not in full["not_covered"]
+    # the loop part failed, was skipped or did not run: the check fails, and says so
+    for bad, said in [({**loop, "status": "failed", "ok": False,
+                        "failures": ["val.jsonl: metrics not finite: iter 2 psnr=nan"]},
+                       "loop nafnet/denoise: failed (val.jsonl: metrics not finite"),
+                      ({**loop, "status": "skipped", "ok": False,
+                        "skipped": "time budget: 3 s left"}, "loop nafnet/denoise: skipped"),
+                      (None, "loop nafnet/denoise: missing (the loop part did not run)")]:
+        res = gc.summarize("cpu", cfg, want, inference, {"complete": True, "train": rows},
+                           device, {}, bad)
+        assert not res["passed"] and len(res["failures"]) == 1, res["failures"]
+        assert res["failures"][0].startswith(said), res["failures"]
+        assert gc.LOOP_UNCOVERED in res["not_covered"]
     dropped, failed = rows[0], {**rows[1], "ok": False, "failures": ["not finite: loss"]}
     part = gc.summarize("cpu", cfg, want, inference,
-                        {"complete": False, "train": [failed] + rows[2:]}, device, {})
+                        {"complete": False, "train": [failed] + rows[2:]}, device, {}, loop)
     assert not part["passed"] and part["train"]["counts"]["missing"] == 1
     name = f"{dropped['method']}/{dropped['task']}/{dropped['stage']}"
     assert any(f.startswith(f"train {name}: missing") for f in part["failures"])
     assert any("not finite: loss" in f for f in part["failures"])
     assert any("did not complete" in f for f in part["failures"])
     crashed = gc.summarize("cpu", cfg, want, {**inference, "_rc": 1},  # (1: a check failed)
-                           {"complete": True, "train": rows, "_rc": 2}, device, {})
+                           {"complete": True, "train": rows, "_rc": 2}, device, {}, loop)
     assert crashed["failures"] == ["the train bench exited with status 2"]
+
+
+def test_the_loop_part_is_skipped_when_the_budget_is_spent():
+    gc = _gpu_check_module()
+    t = time.monotonic()
+    row = gc.run_loop("cpu", gc.MODES["cpu"]["loop_min"] - 1)
+    assert time.monotonic() - t < 5  # nothing was started
+    assert row["status"] == "skipped" and not row["ok"] and "time budget" in row["skipped"]
+    assert row["device"] == "cpu" and row["num_workers"] == 2
