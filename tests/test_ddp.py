@@ -290,3 +290,29 @@ def test_torchrun_run_killed_and_resumed_matches_an_uninterrupted_one(reference,
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_every_multi_gpu_method_of_the_paper_profile_splits_its_global_batches():
+    cfg = load_config(profile="paper")
+    spec = cfg["resources"]
+    gpus = {m: {**spec["train"], **((spec["methods"].get(m) or {}).get("train") or {})}["gpus"]
+            for m in cfg["methods"]}
+    assert any(n > 1 for n in gpus.values())  # the paper profile trains some over several GPUs
+    assert distributed.indivisible_batches(cfg["methods"], gpus) == []
+    gpus["gfpgan"] = 5
+    assert distributed.indivisible_batches(cfg["methods"], gpus) == [
+        "methods.gfpgan.train.batch_size = 12 does not divide over its 5 GPUs "
+        "(resources.methods.gfpgan.train.gpus)"]
+
+
+def test_the_workflow_refuses_an_indivisible_global_batch_before_it_starts(tmp_path):
+    from workspace import copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path / "w")
+    (work / "gpus.yaml").write_text("overrides:\n  resources:\n    methods:\n"
+                                    "      nafnet: {train: {gpus: 3}}\n")
+    r = snakemake(["-n", "--cores", "1", "results/table1.csv", "--config", "profile=tiny",
+                   "--configfile", "params.yaml", "gpus.yaml"], cwd=work, env=env_with())
+    assert r.returncode != 0
+    assert "methods.nafnet.train.batch_size = 2 does not divide over its 3 GPUs" in r.stderr, \
+        r.stderr[-2000:]

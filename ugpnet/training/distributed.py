@@ -118,6 +118,29 @@ def local_batch(batch_size: int) -> int:
     return batch_size // n
 
 
+def batch_sizes(mcfg: Mapping, where: str = "") -> list[tuple[str, int]]:
+    """Every ``batch_size`` in a method's configuration, by dotted path."""
+    out = []
+    for k, v in (mcfg or {}).items():
+        if k == "batch_size" and isinstance(v, int):
+            out.append((f"{where}{k}", v))
+        elif isinstance(v, Mapping):
+            out += batch_sizes(v, f"{where}{k}.")
+    return out
+
+
+def indivisible_batches(methods: Mapping, gpus: Mapping[str, int]) -> list[str]:
+    """What the workflow refuses before it starts: a method trained on ``gpus[m]`` > 1 processes
+    whose global ``batch_size`` somewhere does not divide over them."""
+    bad = []
+    for m, n in gpus.items():
+        if n > 1:
+            bad += [f"methods.{m}.{path} = {b} does not divide over its {n} GPUs "
+                    f"(resources.methods.{m}.train.gpus)" for path, b in
+                    batch_sizes(methods.get(m) or {}) if b % n]
+    return bad
+
+
 def rank_seed(seed: int, r: int) -> int:
     return int(np.random.SeedSequence([int(seed), 1 + int(r)]).generate_state(1)[0])
 

@@ -5,6 +5,7 @@ import sys
 from ugpnet.config import resolve_files, write_resolved
 from ugpnet.errors import UGPNetError
 from ugpnet.plan import Plan
+from ugpnet.training.distributed import indivisible_batches
 
 
 configfile: "params.yaml"
@@ -128,6 +129,12 @@ if _UNKNOWN:
 # The methods whose train jobs run DDP (train gpus > 1): their stages are trained by the rule
 # train_ddp (torchrun), every other method's by the rule train (workflow/rules/train.smk)
 DDP_METHODS = sorted(m for m in CFG["methods"] if resource_spec("train", [m])["gpus"] > 1)
+_INDIVISIBLE = indivisible_batches(CFG["methods"],
+                                   {m: resource_spec("train", [m])["gpus"] for m in DDP_METHODS})
+if _INDIVISIBLE:  # each rank takes batch_size / gpus of every global batch
+    print("ugpnet (workflow): error: " + "; ".join(_INDIVISIBLE) + ". Make batch_size a multiple "
+          "of the GPUs (it is the global batch) or change the GPUs.", file=sys.stderr)
+    sys.exit(2)
 
 
 def dirname(path):
