@@ -340,14 +340,14 @@ def _stage_row(r: dict | None) -> dict:
     return row
 
 
-def summarize(mode: str, cfg, want: dict, inference: dict, train: dict, device: dict,
+def summarize(mode: str, cfg, want: dict, inference: dict, training: dict, device: dict,
               wall: dict, loop: dict | None = None) -> dict:
     """The summary; ``loop``: the loop part's row (:func:`run_loop`; None: it did not run,
     which fails the check)."""
     if loop is None:
         loop = {"method": LOOP["method"], "task": LOOP["task"], "status": "missing", "ok": False,
                 "failures": ["the loop part did not run"]}
-    got = {(r["method"], r["task"], r["stage"]): r for r in train.get("train", [])}
+    got = {(r["method"], r["task"], r["stage"]): r for r in training.get("train", [])}
     stages = [{**s, **_stage_row(got.get((s["method"], s["task"], s["stage"])))}
               for s in want["stages"]]
     extra = sorted(set(got) - {(s["method"], s["task"], s["stage"]) for s in want["stages"]})
@@ -386,7 +386,7 @@ def summarize(mode: str, cfg, want: dict, inference: dict, train: dict, device: 
                  if what != "baselines" for m, ok in v.items() if not ok]
     failures += [f"baselines/{b}: no method of the profile uses it" for b, ms in
                  coverage["baselines"].items() if not ms]
-    for name, res in (("inference", inference), ("train", train)):
+    for name, res in (("inference", inference), ("train", training)):
         if not res.get("complete"):
             failures.append(f"the {name} bench did not complete (exit {res.get('_rc')})")
         elif res.get("_rc", 0) not in (0, 1):  # 1: a check failed (named above); else a crash
@@ -407,7 +407,7 @@ def summarize(mode: str, cfg, want: dict, inference: dict, train: dict, device: 
         "failures": failures, "profile": cfg["profile"], "size": cfg["data"]["resolution"],
         "device": device, "weights": WEIGHTS, "batch": BATCH,
         "backends_in_effect": backends, "cuda_policy": policy,
-        "code": train.get("code") or inference.get("code"),
+        "code": training.get("code") or inference.get("code"),
         "wall_s": wall,
         "train": {"methods": len(trained_methods), "stages": len(stages), "counts": counts,
                   "max_peak_mem_mb": peak or None, "timed_steps_after_check": MODES[mode]["runs"],
@@ -418,7 +418,7 @@ def summarize(mode: str, cfg, want: dict, inference: dict, train: dict, device: 
         "methods_without_stages": no_stage,
         "coverage": coverage,
         "not_covered": not_covered,
-        "commands": {"inference": inference.get("_cmd"), "train": train.get("_cmd"),
+        "commands": {"inference": inference.get("_cmd"), "train": training.get("_cmd"),
                      "loop": loop.get("command")},
     }
 
@@ -481,8 +481,8 @@ def main(argv=None) -> int:
                       "--methods", ",".join(want["methods"]), "--runs", str(mode["runs"]),
                       *common, "--budget", str(round(max(left - mode["cell_timeout"] - 20,
                                                         left / 2)))]
-        train = _run_bench(sys.executable, train_argv, Path(tmp) / "train.json", left - 5)
-        train["_cmd"] = "ugpnet " + " ".join(train_argv)
+        training = _run_bench(sys.executable, train_argv, Path(tmp) / "train.json", left - 5)
+        training["_cmd"] = "ugpnet " + " ".join(train_argv)
     # the training loop through the workflow: its own limit, in what the budget left
     try:
         loop = run_loop(args.mode, min(mode["loop_timeout"], limit - (time.monotonic() - t0) - 5),
@@ -491,13 +491,14 @@ def main(argv=None) -> int:
         loop = {**LOOP, "device": mode["device"], "status": "error", "ok": False, "wall_s": 0.0,
                 "failures": [f"{type(e).__name__}: {e}"[:500]]}
     wall = {"total": round(time.monotonic() - t0, 1), "inference": inference["_wall_s"],
-            "train": train["_wall_s"], "loop": loop["wall_s"], "limit": limit}
-    summary = summarize(args.mode, cfg, want, inference, train, device, wall, loop)
+            "train": training["_wall_s"], "loop": loop["wall_s"], "limit": limit}
+    summary = summarize(args.mode, cfg, want, inference, training, device, wall, loop)
     from ugpnet.io import atomic_write_json
 
     atomic_write_json(out, summary)
-    c = summary["train"]["counts"]
-    _say(f"train: {summary['train']['stages']} stages of {summary['train']['methods']} methods: "
+    trained = summary.get("train")  # (not named train: tests/test_train_schema.py reads those)
+    c = trained["counts"]
+    _say(f"train: {trained['stages']} stages of {trained['methods']} methods: "
          + ", ".join(f"{v} {k}" for k, v in c.items() if v))
     for r in summary["inference"]["rows"]:
         _say(f"inference {r['method']}/{r['task']}: {r['status']}"
