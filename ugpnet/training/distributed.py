@@ -195,13 +195,16 @@ def mean_values(values: Mapping[str, float]) -> dict:
     """``values`` averaged over the processes (same keys everywhere)."""
     if not active() or not values:
         return dict(values)
-    keys = sorted(values)
+    keys = sorted(k for k, v in values.items() if isinstance(v, (int, float)) or
+                  (torch.is_tensor(v) and v.numel() == 1))  # numbers: averaged; others kept
+    if not keys:
+        return dict(values)
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
     if dist.get_backend() == "nccl":
         t = t.cuda()
     dist.all_reduce(t)
     t = (t / world_size()).cpu()
-    return {k: float(v) for k, v in zip(keys, t.tolist())}
+    return {**values, **{k: float(v) for k, v in zip(keys, t.tolist())}}
 
 
 def broadcast_modules(modules: Iterable[torch.nn.Module]) -> None:
